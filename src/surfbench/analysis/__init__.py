@@ -1,0 +1,1 @@
+"""Analysis of stored results: predictions joined with DFT, error metrics."""

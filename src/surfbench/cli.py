@@ -1,0 +1,225 @@
+"""Command-line interface: ``surfbench run | table | datasets | models | export``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="surfbench: benchmark interatomic potentials on DFT surface energies.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _make_console(stderr: bool = False) -> Console:
+    """A console as wide as the terminal, or 160 columns when output is not a terminal
+    (logs, pipes) so that tables do not wrap; $COLUMNS wins."""
+    stream = sys.stderr if stderr else sys.stdout
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else (None if stream.isatty() else 160)
+    return Console(width=width, stderr=stderr)
+
+
+@app.callback()
+def _main() -> None:
+    """surfbench: benchmark interatomic potentials on DFT surface energies."""
+    global console, err
+    console, err = _make_console(), _make_console(stderr=True)
+
+SPLIT_CHOICES = {"all": None, "train": {"train"}, "test": {"test"}}
+
+WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Project folder holding the result store (surfbench.sqlite).")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with local data files (searched before $SURFBENCH_DATA_DIR and the cache)."),
+]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _load_dataset(name: str, data_dir: Path | None, split: str):
+    from surfbench.data.errors import DataError
+    from surfbench.data.registry import load_dataset
+
+    if split not in SPLIT_CHOICES:
+        _fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
+    try:
+        with console.status(f"loading data set {name}"):
+            ds = load_dataset(name, data_dir)
+    except DataError as exc:
+        _fail(str(exc))
+    return ds.select(splits=SPLIT_CHOICES[split])
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory'.")] = "chgnet-0.3.0",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name (see 'surfbench datasets').")] = "mlearn-surfaces",
+    workdir: WorkdirOpt = Path("."),
+    data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol.")] = "static",
+    split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
+    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Recompute structures whose stored result is a failure.")] = False,
+) -> None:
+    """Evaluate a model on a data set (only what the store lacks), then print the metrics."""
+    from surfbench.evaluation.runner import run as run_eval
+    from surfbench.evaluation.store import ResultStore
+    from surfbench.models import ModelLoadError, load_model
+
+    kwargs = None
+    if model_kwargs:
+        try:
+            kwargs = json.loads(model_kwargs)
+        except json.JSONDecodeError as exc:
+            _fail(f"--model-kwargs is not valid JSON: {exc}")
+    ds = _load_dataset(dataset, data_dir, split)
+    for note in ds.notes:
+        console.print(f"[dim]note: {note}[/]")
+    store = ResultStore(workdir)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        lm = load_model(model, device=device, kwargs=kwargs)
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(f"{model} on {ds.name} ({protocol})", total=None)
+
+            def on_start(total: int, todo: int) -> None:
+                bar.update(task, total=todo)
+                if todo < total:
+                    console.print(f"reusing {total - todo} of {total} results from {store.path}")
+
+            def progress(record_id: str, outcome) -> None:
+                bar.advance(task)
+                if outcome is not None and outcome.status != "ok":
+                    bar.console.print(f"[yellow]{record_id}: {outcome.failure_kind}: {outcome.message}[/]")
+
+            summary = run_eval(ds, lm, store, protocol, retry_failed=retry_failed, progress=progress, on_start=on_start)
+    except ModelLoadError as exc:
+        store.close()
+        _fail(str(exc))
+    except ValueError as exc:
+        store.close()
+        _fail(str(exc))
+    console.print(
+        f"{summary.computed} computed, {summary.reused} reused, {summary.failed} failed "
+        f"(model fingerprint {summary.fingerprint})"
+    )
+    _render(store, ds.name, summary.fingerprint, summary.protocol, {r.id for r in [*ds.bulks.values(), *ds.surfaces]})
+    store.close()
+
+
+def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] | None = None) -> None:
+    from surfbench.report.console import render_run
+
+    results = store.results(dataset, fingerprint, protocol)
+    if ids is not None:
+        results = results[results["record_id"].isin(ids)]
+    render_run(console, results, f"{fingerprint} on {dataset}, {protocol}")
+
+
+@app.command()
+def table(
+    workdir: WorkdirOpt = Path("."),
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model name.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
+    protocol: Annotated[Optional[str], typer.Option()] = None,
+    split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
+) -> None:
+    """Reprint the metrics of stored runs (no model or data is loaded)."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+
+    if not (workdir / STORE_NAME).is_file():
+        _fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first")
+    if split not in SPLIT_CHOICES:
+        _fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
+    with ResultStore(workdir) as store:
+        runs = store.runs()
+        for col, val in (("model", model), ("dataset", dataset), ("protocol", protocol)):
+            if val is not None:
+                runs = runs[runs[col] == val]
+        if runs.empty:
+            _fail("no stored run matches")
+        for _, r in runs.iterrows():
+            results = store.results(r["dataset"], r["fingerprint"], r["protocol"])
+            if SPLIT_CHOICES[split] is not None:
+                keep = results["split"].isin(SPLIT_CHOICES[split]) | (results["kind"] == "bulk")
+                results = results[keep]
+            from surfbench.report.console import render_run
+
+            render_run(console, results, f"{r['fingerprint']} on {r['dataset']}, {r['protocol']}")
+
+
+@app.command()
+def datasets(
+    details: Annotated[bool, typer.Option(help="Load each data set and print its summary and notes.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List the named data sets."""
+    from surfbench.data.registry import DATASETS
+
+    t = Table(title="data sets")
+    for col in ("name", "description", "reference", "licence"):
+        t.add_column(col)
+    for info in DATASETS.values():
+        t.add_row(info.name, info.description, info.reference, info.licence)
+    console.print(t)
+    if details:
+        for name in DATASETS:
+            ds = _load_dataset(name, data_dir, "all")
+            console.print(ds.summary())
+            for note in ds.notes:
+                console.print(f"  note: {note}")
+
+
+@app.command()
+def models() -> None:
+    """List the model registry."""
+    from surfbench.models import list_specs
+
+    t = Table(title="model registry")
+    for col in ("name", "family", "package", "parameters", "training set", "level of theory", "weights", "citation"):
+        t.add_column(col)
+    for s in list_specs():
+        t.add_row(
+            s.name, s.family, f"{s.package}{s.version}", f"{s.parameters:,}" if s.parameters else "-",
+            f"{s.training_set} {s.training_set_size}".strip(), s.level_of_theory,
+            str(s.weights.get("source", "")), s.citation,
+        )
+    console.print(t)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.csv or .parquet).")],
+    workdir: WorkdirOpt = Path("."),
+) -> None:
+    """Export every stored result joined with its record to CSV or Parquet."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+
+    if not (workdir / STORE_NAME).is_file():
+        _fail(f"no result store at {workdir / STORE_NAME}")
+    with ResultStore(workdir) as store:
+        try:
+            path = store.export(output)
+        except ValueError as exc:
+            _fail(str(exc))
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

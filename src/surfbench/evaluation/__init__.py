@@ -1,0 +1,1 @@
+"""Evaluation: protocols (how a structure is evaluated), the result store, the runner."""

@@ -1,0 +1,84 @@
+"""Evaluation protocols, matcalc-style: one ``calc`` per structure, ``calc_many`` on top.
+
+A protocol never raises for a bad structure: it returns an :class:`Outcome` with the failure
+kind and message (ml-peg style), so a run records every structure, ok or not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+# failure kinds
+CALCULATOR_ERROR = "calculator_error"
+NON_FINITE = "non_finite_energy"
+UNSUPPORTED_ELEMENT = "unsupported_element"
+MODEL_LOAD_ERROR = "model_load_error"
+
+
+@dataclass
+class Outcome:
+    """Result of evaluating one structure: total energy (eV) or a failure kind."""
+
+    status: str  # "ok" | "failed"
+    energy_ev: float | None = None
+    failure_kind: str | None = None
+    message: str | None = None
+    wall_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, kind: str, message: str, wall_s: float = 0.0) -> Outcome:
+        return cls(status="failed", failure_kind=kind, message=message[:2000], wall_s=wall_s)
+
+
+class Protocol(ABC):
+    """How one structure is evaluated with a calculator."""
+
+    name: str
+
+    @abstractmethod
+    def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
+        """Evaluate one structure; never raises for a failing structure."""
+
+    def calc_many(self, structures: Iterable[Atoms], calculator: Calculator) -> Iterator[Outcome]:
+        for atoms in structures:
+            yield self.calc(atoms, calculator)
+
+
+class StaticProtocol(Protocol):
+    """Single-point energy on the DFT geometry. Slabs are evaluated as fully periodic
+    cells (their vacuum gap separates the images): some potentials (matgl) treat any cell
+    that is not periodic in all three directions as a molecule."""
+
+    name = "static"
+
+    def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
+        work = atoms.copy()
+        work.pbc = True
+        work.calc = calculator
+        t0 = time.perf_counter()
+        try:
+            energy = float(work.get_potential_energy())
+        except Exception as exc:  # any calculator failure is recorded, not raised
+            return Outcome.failed(CALCULATOR_ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        if not math.isfinite(energy):
+            return Outcome.failed(NON_FINITE, f"energy is {energy}", wall)
+        return Outcome(status="ok", energy_ev=energy, wall_s=wall)
+
+
+PROTOCOLS: dict[str, type[Protocol]] = {"static": StaticProtocol}
+
+
+def get_protocol(name: str) -> Protocol:
+    try:
+        return PROTOCOLS[name]()
+    except KeyError:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None

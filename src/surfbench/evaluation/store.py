@@ -1,0 +1,203 @@
+"""The result store: one SQLite file per project folder.
+
+Tables:
+
+* ``records``: the data set records a run saw (DFT energies, Miller index, area, ...), so
+  that tables can be reprinted from the store alone;
+* ``models``: one row per model fingerprint with its details;
+* ``results``: one row per (data set, record id, model fingerprint, protocol) with the
+  predicted total energy (eV), status, failure kind, timings.
+
+Every result is committed as soon as it is computed (WAL journal), so a killed run loses
+nothing already finished and a rerun computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from surfbench.evaluation.protocols import Outcome
+from surfbench.models.base import Fingerprint
+from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+
+STORE_NAME = "surfbench.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    dataset TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('bulk', 'slab')),
+    element TEXT NOT NULL,
+    split TEXT,
+    miller TEXT,
+    miller_source TEXT,
+    reconstructed INTEGER,
+    n_atoms INTEGER NOT NULL,
+    area_a2 REAL,
+    dft_energy_ev REAL NOT NULL,
+    bulk_id TEXT,
+    dft_bulk_energy_per_atom_ev REAL,
+    dft_gamma_j_per_m2 REAL,
+    content_hash TEXT NOT NULL,
+    source TEXT,
+    PRIMARY KEY (dataset, record_id)
+);
+CREATE TABLE IF NOT EXISTS models (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    details TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    dataset TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    failure_kind TEXT,
+    message TEXT,
+    energy_ev REAL,
+    wall_s REAL,
+    device TEXT,
+    extra TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (dataset, record_id, fingerprint, protocol)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ResultStore:
+    """SQLite-backed store of records, models and results (one writer process)."""
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if path.is_dir() or path.suffix != ".sqlite":
+            path = path / STORE_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._con = sqlite3.connect(path, timeout=60)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con.executescript(_SCHEMA)
+        self._con.commit()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ records/models
+    def put_records(self, dataset: Dataset) -> None:
+        rows = []
+        for b in dataset.bulks.values():
+            rows.append(self._record_row(dataset.name, b))
+        for s in dataset.surfaces:
+            rows.append(self._record_row(dataset.name, s))
+        with self._con:
+            self._con.executemany(
+                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+
+    @staticmethod
+    def _record_row(dataset: str, r: BulkRecord | SurfaceRecord) -> tuple:
+        if isinstance(r, BulkRecord):
+            return (dataset, r.id, "bulk", r.element, r.split, None, None, None, r.n_atoms, None,
+                    r.energy_ev, None, r.energy_per_atom_ev, None, r.content_hash, r.source)
+        return (dataset, r.id, "slab", r.element, r.split, r.miller_str if r.miller else None,
+                r.miller_source, None if r.reconstructed is None else int(r.reconstructed),
+                r.n_atoms, r.area_a2, r.energy_ev, r.bulk_id, r.bulk_energy_per_atom_ev,
+                r.dft_gamma_j_per_m2, r.content_hash, r.source)
+
+    def put_model(self, fingerprint: Fingerprint, details: dict) -> None:
+        payload = json.dumps({"fingerprint": fingerprint.__dict__, **details}, sort_keys=True, default=str)
+        with self._con:
+            self._con.execute(
+                "INSERT OR IGNORE INTO models VALUES (?,?,?,?)",
+                (fingerprint.id, fingerprint.model, payload, _now()),
+            )
+
+    # ------------------------------------------------------------------ results
+    def done(self, dataset: str, fingerprint: str, protocol: str, *, include_failed: bool = True) -> dict[str, str]:
+        """record id -> content hash of the results already stored."""
+        sql = "SELECT record_id, content_hash FROM results WHERE dataset=? AND fingerprint=? AND protocol=?"
+        if not include_failed:
+            sql += " AND status='ok'"
+        return dict(self._con.execute(sql, (dataset, fingerprint, protocol)).fetchall())
+
+    def put_result(
+        self, dataset: str, record_id: str, fingerprint: str, protocol: str, content_hash: str,
+        outcome: Outcome, device: str = "",
+    ) -> None:
+        with self._con:
+            self._con.execute(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (dataset, record_id, fingerprint, protocol, content_hash, outcome.status,
+                 outcome.failure_kind, outcome.message, outcome.energy_ev, outcome.wall_s,
+                 device, json.dumps(outcome.extra) if outcome.extra else None, _now()),
+            )
+
+    # ------------------------------------------------------------------ reading
+    def frame(self, sql: str, params: Iterable = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self._con, params=tuple(params))
+
+    def models(self) -> pd.DataFrame:
+        return self.frame("SELECT fingerprint, name, first_seen, details FROM models ORDER BY first_seen")
+
+    def results(
+        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None
+    ) -> pd.DataFrame:
+        """Records joined with results (one row per result)."""
+        where, params = [], []
+        for col, val in (("r.dataset", dataset), ("r.fingerprint", fingerprint), ("r.protocol", protocol)):
+            if val is not None:
+                where.append(f"{col}=?")
+                params.append(val)
+        sql = (
+            "SELECT r.dataset, r.record_id, r.fingerprint, m.name AS model, r.protocol, "
+            "rec.kind, rec.element, rec.split, rec.miller, rec.miller_source, rec.reconstructed, "
+            "rec.n_atoms, rec.area_a2, rec.dft_energy_ev, rec.bulk_id, "
+            "rec.dft_bulk_energy_per_atom_ev, rec.dft_gamma_j_per_m2, "
+            "r.status, r.failure_kind, r.message, r.energy_ev, r.wall_s, r.device, r.created_at "
+            "FROM results r JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
+            "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self.frame(sql + " ORDER BY r.dataset, rec.kind, r.record_id", params)
+
+    def runs(self) -> pd.DataFrame:
+        """(data set, model fingerprint, protocol) combinations present, with counts."""
+        return self.frame(
+            "SELECT r.dataset, r.fingerprint, m.name AS model, r.protocol, COUNT(*) AS n, "
+            "SUM(r.status='ok') AS ok, MAX(r.created_at) AS last "
+            "FROM results r LEFT JOIN models m ON m.fingerprint=r.fingerprint "
+            "GROUP BY r.dataset, r.fingerprint, r.protocol ORDER BY last"
+        )
+
+    def export(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write every result joined with its record to CSV or Parquet."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        df = self.results()
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        elif fmt == "parquet":
+            df.to_parquet(path, index=False)
+        else:
+            raise ValueError(f"unknown export format {fmt!r}; use csv or parquet")
+        return path

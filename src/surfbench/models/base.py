@@ -1,0 +1,150 @@
+"""The model interface: a registry entry (:class:`ModelSpec`), a backend that knows how to
+fingerprint and build one kind of calculator, and :class:`LoadedModel` tying them together.
+
+A fingerprint is cheap (hashes of weight files, package version, dtype; nothing imported),
+so the evaluation can look results up in the store before paying for loading the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+
+class ModelLoadError(RuntimeError):
+    """A model cannot be loaded (missing package, weights not available, bad spec)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model registry (``models.yaml``)."""
+
+    name: str
+    backend: str  # "module:Class" of a ModelBackend subclass
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    family: str = ""
+    package: str = ""  # distribution name on PyPI
+    version: str = ""  # version range of the package
+    weights: dict[str, Any] = field(default_factory=dict)
+    parameters: int | None = None
+    training_set: str = ""
+    training_set_size: str = ""
+    level_of_theory: str = ""
+    licence: str = ""
+    citation: str = ""
+    elements: tuple[str, ...] | None = None
+    note: str = ""
+
+    @property
+    def install_hint(self) -> str:
+        if not self.package:
+            return ""
+        return f"pip install torch==2.13.0 '{self.package}{self.version}'"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What identifies the numbers a model produces: weights, package version, dtype."""
+
+    model: str
+    package: str
+    package_version: str
+    weights_sha256: str
+    dtype: str
+    options: str = ""  # canonical JSON of options that change results
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Short, readable key used in the result store, e.g. ``chgnet-0.3.0@1a2b3c4d5e6f``."""
+        return f"{self.model}@{self.digest[:12]}"
+
+
+def sha256_files(paths: list[Path]) -> str:
+    """One sha256 over the (name, content) of several files, in sorted name order."""
+    h = hashlib.sha256()
+    for p in sorted(paths, key=lambda q: q.name):
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not-installed"
+
+
+class ModelBackend(ABC):
+    """How one family of potentials is fingerprinted and turned into an ASE calculator."""
+
+    #: the dtype the backend evaluates in (part of the fingerprint)
+    dtype: str = "float64"
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu", **kwargs: Any):
+        self.spec = spec
+        self.device = device
+
+    @abstractmethod
+    def weight_files(self) -> list[Path]:
+        """Files holding the parameters (raise ModelLoadError when unavailable)."""
+
+    @abstractmethod
+    def calculator(self) -> Calculator:
+        """Build the ASE calculator (the expensive part)."""
+
+    def package_version(self) -> str:
+        return package_version(self.spec.package) if self.spec.package else ""
+
+    def options(self) -> dict[str, Any]:
+        """Options other than the weights that change the numbers."""
+        return {}
+
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint(
+            model=self.spec.name,
+            package=self.spec.package,
+            package_version=self.package_version(),
+            weights_sha256=sha256_files(self.weight_files()),
+            dtype=self.dtype,
+            options=json.dumps(self.options(), sort_keys=True),
+        )
+
+
+class LoadedModel:
+    """A named model: fingerprint on demand, calculator built once on first use."""
+
+    def __init__(self, spec: ModelSpec, backend: ModelBackend):
+        self.spec = spec
+        self.backend = backend
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @cached_property
+    def fingerprint(self) -> Fingerprint:
+        return self.backend.fingerprint()
+
+    @cached_property
+    def calculator(self) -> Calculator:
+        return self.backend.calculator()

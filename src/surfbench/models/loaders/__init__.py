@@ -1,0 +1,1 @@
+"""Backends, one module per family of potentials. Each imports its package lazily."""

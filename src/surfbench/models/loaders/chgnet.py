@@ -1,0 +1,63 @@
+"""CHGNet (Deng et al. 2023). Weights ship inside the chgnet wheel (0.3.0, 0.2.0)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
+
+# Paths inside the chgnet package, as in chgnet.model.model.CHGNet.load
+_CHECKPOINTS = {
+    "0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
+    "0.2.0": "pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
+}
+
+
+class ChgnetBackend(ModelBackend):
+    dtype = "float32"
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu", variant: str = "0.3.0", **kwargs: Any):
+        super().__init__(spec, device)
+        if variant not in _CHECKPOINTS:
+            raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(_CHECKPOINTS)}")
+        self.variant = variant
+
+    def _package_dir(self) -> Path:
+        found = find_spec("chgnet")
+        if found is None or not found.submodule_search_locations:
+            raise ModelLoadError(
+                f"model {self.spec.name} needs the 'chgnet' package; install it with: {self.spec.install_hint}"
+            )
+        return Path(list(found.submodule_search_locations)[0])
+
+    def weight_files(self) -> list[Path]:
+        path = self._package_dir() / _CHECKPOINTS[self.variant]
+        if not path.is_file():
+            raise ModelLoadError(f"{self.spec.name}: weight file {path} is missing from the chgnet package")
+        return [path]
+
+    def options(self) -> dict[str, Any]:
+        return {"variant": self.variant}
+
+    def calculator(self) -> Calculator:
+        try:
+            from chgnet.model import CHGNet
+            from chgnet.model.dynamics import CHGNetCalculator
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"model {self.spec.name} needs the 'chgnet' package ({exc}); install it with: {self.spec.install_hint}"
+            ) from exc
+        # chgnet prints its device and parameter count; keep the console for progress
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = CHGNet.load(model_name=self.variant, use_device=self.device, verbose=False)
+            calc = CHGNetCalculator(model=model, use_device=self.device)
+        # chgnet 0.4 converts a grad-tracking tensor to a scalar for every structure
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        return calc

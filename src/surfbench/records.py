@@ -1,0 +1,187 @@
+"""Typed records of a surface data set: bulk references and slabs.
+
+The surface energy of an elemental slab with two equivalent faces is::
+
+    gamma = (E_slab - n_slab * e_bulk) / (2 A)
+
+with E_slab the slab's total energy (eV), n_slab its number of atoms, e_bulk the bulk
+energy per atom (eV/atom) and A the area of one face (Angstrom^2), the norm of the cross
+product of the two in-plane cell vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+
+from surfbench.units import ev_per_a2_to_j_per_m2
+
+Miller = tuple[int, int, int]
+
+
+def surface_energy_ev_per_a2(
+    slab_energy_ev: float, n_slab: int, bulk_energy_per_atom_ev: float, area_a2: float
+) -> float:
+    """gamma = (E_slab - n_slab * e_bulk) / (2 A), in eV/Angstrom^2."""
+    if not area_a2 > 0:
+        raise ValueError(f"surface area must be positive, got {area_a2!r} Angstrom^2")
+    return (slab_energy_ev - n_slab * bulk_energy_per_atom_ev) / (2.0 * area_a2)
+
+
+def in_plane_area_a2(atoms: Atoms, vacuum_axis: int = 2) -> float:
+    """Area (Angstrom^2) of the cell face spanned by the two lattice vectors other than
+    ``vacuum_axis``."""
+    j, k = (i for i in range(3) if i != vacuum_axis)
+    cell = np.asarray(atoms.cell)
+    return float(np.linalg.norm(np.cross(cell[j], cell[k])))
+
+
+def structure_hash(atoms: Atoms) -> str:
+    """A sha256 of species, positions, cell and pbc (rounded to 1e-6 Angstrom), used to
+    notice when a record under an old id changed."""
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.round(np.asarray(atoms.positions, dtype=float), 6).tobytes())
+    h.update(np.round(np.asarray(atoms.cell, dtype=float), 6).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BulkRecord:
+    """A bulk reference: DFT total energy (eV) of a periodic crystal."""
+
+    id: str
+    element: str
+    atoms: Atoms = field(repr=False, compare=False)
+    energy_ev: float
+    split: str | None = None
+    source: str = ""
+    note: str = ""
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atoms)
+
+    @property
+    def energy_per_atom_ev(self) -> float:
+        """DFT energy per atom (eV/atom)."""
+        return self.energy_ev / self.n_atoms
+
+    @property
+    def content_hash(self) -> str:
+        return structure_hash(self.atoms)
+
+
+@dataclass(frozen=True)
+class SurfaceRecord:
+    """A slab with its DFT total energy and the bulk record it is referenced to.
+
+    ``bulk_energy_per_atom_ev`` is copied from the referenced bulk at load time so that the
+    DFT surface energy is a property of the record; it is ``None`` when the data set has no
+    bulk for the slab's element (the DFT gamma is then NaN and evaluations record the
+    failure kind ``no_bulk_reference``).
+    """
+
+    id: str
+    element: str
+    atoms: Atoms = field(repr=False, compare=False)
+    energy_ev: float
+    bulk_id: str | None
+    bulk_energy_per_atom_ev: float | None
+    miller: Miller | None = None
+    miller_source: str = "label"  # "label" (from the data set) or "inferred" (from geometry)
+    termination: str | None = None
+    reconstructed: bool | None = None
+    label: str = ""
+    split: str | None = None
+    source: str = ""
+    vacuum_axis: int = 2
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atoms)
+
+    @property
+    def energy_per_atom_ev(self) -> float:
+        return self.energy_ev / self.n_atoms
+
+    @property
+    def area_a2(self) -> float:
+        """Area of one face (Angstrom^2) from the in-plane cell vectors."""
+        return in_plane_area_a2(self.atoms, self.vacuum_axis)
+
+    @property
+    def miller_str(self) -> str:
+        return "".join(str(i) for i in self.miller) if self.miller else "unknown"
+
+    @property
+    def content_hash(self) -> str:
+        return structure_hash(self.atoms)
+
+    def gamma_ev_per_a2(self, bulk_energy_per_atom_ev: float) -> float:
+        """Surface energy (eV/Angstrom^2) of this slab's geometry for a given slab energy
+        already in the record and a bulk energy per atom (eV/atom)."""
+        return surface_energy_ev_per_a2(
+            self.energy_ev, self.n_atoms, bulk_energy_per_atom_ev, self.area_a2
+        )
+
+    @property
+    def dft_gamma_ev_per_a2(self) -> float:
+        """DFT surface energy (eV/Angstrom^2); NaN without a bulk reference."""
+        if self.bulk_energy_per_atom_ev is None:
+            return math.nan
+        return self.gamma_ev_per_a2(self.bulk_energy_per_atom_ev)
+
+    @property
+    def dft_gamma_j_per_m2(self) -> float:
+        """DFT surface energy (J/m^2); NaN without a bulk reference."""
+        return ev_per_a2_to_j_per_m2(self.dft_gamma_ev_per_a2)
+
+
+@dataclass
+class Dataset:
+    """A named set of bulk and surface records, with notes on how it was built."""
+
+    name: str
+    bulks: dict[str, BulkRecord]
+    surfaces: list[SurfaceRecord]
+    notes: list[str] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ids = [s.id for s in self.surfaces] + list(self.bulks)
+        dup = [i for i, c in Counter(ids).items() if c > 1]
+        if dup:
+            raise ValueError(f"data set {self.name!r}: duplicate record ids {dup[:5]}")
+
+    def select(self, splits: set[str] | None = None, elements: set[str] | None = None) -> Dataset:
+        """The slabs of the given splits/elements with the bulks they reference (a bulk
+        reference is kept whatever its split)."""
+        surfaces = [
+            s for s in self.surfaces
+            if (splits is None or s.split in splits) and (elements is None or s.element in elements)
+        ]
+        used = {s.bulk_id for s in surfaces}
+        bulks = {k: b for k, b in self.bulks.items() if k in used}
+        return Dataset(self.name, bulks, surfaces, list(self.notes), dict(self.provenance))
+
+    @property
+    def elements(self) -> list[str]:
+        return sorted({s.element for s in self.surfaces} | {b.element for b in self.bulks.values()})
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "slabs": len(self.surfaces),
+            "bulks": len(self.bulks),
+            "elements": self.elements,
+            "miller_indices": len({s.miller for s in self.surfaces if s.miller}),
+            "reconstructed": sum(1 for s in self.surfaces if s.reconstructed),
+            "slabs_without_bulk": sum(1 for s in self.surfaces if s.bulk_id is None),
+        }

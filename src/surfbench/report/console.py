@@ -1,0 +1,76 @@
+"""Rich console tables of the metrics of one or more runs."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from surfbench.analysis.metrics import failure_counts, metrics
+from surfbench.analysis.predictions import bulk_predictions, slab_predictions
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _cov(stats: dict) -> str:
+    return f"{stats['n_ok']}/{stats['n_total']}"
+
+
+def _pick(m: pd.DataFrame, quantity: str, **where: object) -> dict:
+    sel = m[m["quantity"] == quantity]
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    if sel.empty:
+        return {"n_ok": 0, "n_total": 0, "mae": math.nan, "rmse": math.nan, "mse": math.nan}
+    return sel.iloc[0].to_dict()
+
+
+def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
+    """Overall, per-element and per-Miller-index tables for the results of one run."""
+    title = escape(title)
+    bulks, slabs = bulk_predictions(results), slab_predictions(results)
+    overall = metrics(bulks, slabs)
+    t = Table(title=f"{title}: overall", title_justify="left")
+    for col in ("quantity", "unit", "ok/total", "MAE", "RMSE", "mean signed error"):
+        t.add_column(col, justify="left" if col in ("quantity", "unit") else "right")
+    for q, label in (("bulk_e_per_atom", "bulk energy per atom"), ("slab_e_per_atom", "slab energy per atom"), ("gamma", "surface energy gamma")):
+        s = _pick(overall, q)
+        unit = "J/m^2" if q == "gamma" else "eV/atom"
+        t.add_row(label, unit, _cov(s), _f(s["mae"]), _f(s["rmse"]), _f(s["mse"]))
+    console.print(t)
+
+    per_el = metrics(bulks, slabs, by="element")
+    t = Table(title=f"{title}: per element (errors = model - DFT)", title_justify="left")
+    for col in ("element", "slabs ok/total", "bulk err eV/atom", "slab MAE eV/atom", "slab RMSE eV/atom",
+                "gamma MAE J/m^2", "gamma RMSE J/m^2", "gamma MSE J/m^2"):
+        t.add_column(col, justify="left" if col == "element" else "right")
+    for el in sorted(set(per_el["element"].dropna())):
+        b = _pick(per_el, "bulk_e_per_atom", element=el)
+        s = _pick(per_el, "slab_e_per_atom", element=el)
+        g = _pick(per_el, "gamma", element=el)
+        t.add_row(el, _cov(g), _f(b["mse"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]), _f(g["mse"]))
+    console.print(t)
+
+    per_hkl = metrics(bulks, slabs, by="miller")
+    t = Table(title=f"{title}: gamma per Miller index", title_justify="left")
+    for col in ("Miller index", "ok/total", "MAE J/m^2", "RMSE J/m^2", "MSE J/m^2"):
+        t.add_column(col, justify="left" if col == "Miller index" else "right")
+    g = per_hkl[per_hkl["quantity"] == "gamma"].copy()
+    g["_key"] = g["miller"].map(lambda m: (1, "") if not isinstance(m, str) else (0, m))
+    for _, row in g.sort_values("_key").iterrows():
+        hkl = row["miller"] if isinstance(row["miller"], str) else "unknown"
+        t.add_row(f"({hkl})" if hkl != "unknown" else hkl, _cov(row), _f(row["mae"]), _f(row["rmse"]), _f(row["mse"]))
+    console.print(t)
+
+    fails = failure_counts(bulks, slabs)
+    n_rec = len(results)
+    n_ok = int((results["status"] == "ok").sum())
+    console.print(f"coverage: {n_ok}/{n_rec} structures evaluated ok; "
+                  f"gamma for {int((slabs['gamma_status'] == 'ok').sum())}/{len(slabs)} slabs")
+    for _, row in fails.iterrows():
+        console.print(f"  failed ({row['quantity']}): {row['failure_kind']} x {row['count']}")
