@@ -88,3 +88,32 @@ def test_frames_keep_split_group_forces(data_dir):
     atoms = f.labelled_atoms()
     assert atoms.get_potential_energy() == pytest.approx(f.energy_ev)
     np.testing.assert_allclose(atoms.get_forces(), f.forces_ev_per_a)
+
+
+def test_slabs_without_any_bulk_frame_are_kept_and_flagged(data_dir):
+    from surfbench.data.mlearn import build_surface_dataset
+
+    frames = [f for f in read_mlearn_json(data_dir / "mlearn/Mo/test.json", "Mo", "test") if f.group == "Surface"]
+    ds = build_surface_dataset(frames, name="mo-slabs-only")
+    assert len(ds.surfaces) == 2 and not ds.bulks
+    assert all(s.bulk_id is None and np.isnan(s.dft_gamma_j_per_m2) for s in ds.surfaces)
+    assert any(n.startswith("Mo: no bulk reference") for n in ds.notes)
+
+
+def test_dataset_counts(mlearn_surfaces):
+    from collections import Counter
+
+    counts = Counter((s.element, s.split) for s in mlearn_surfaces.surfaces)
+    assert counts == {
+        ("Ni", "train"): 11, ("Ni", "test"): 2, ("Cu", "train"): 10, ("Cu", "test"): 2,
+        ("Li", "train"): 11, ("Li", "test"): 2, ("Mo", "train"): 9, ("Mo", "test"): 2,
+        ("Si", "train"): 12, ("Si", "test"): 2, ("Ge", "train"): 11, ("Ge", "test"): 1,
+    }
+    assert len(mlearn_surfaces.bulks) == 6
+    inferred = [s for s in mlearn_surfaces.surfaces if s.miller_source == "inferred"]
+    assert len(inferred) == 21 and all(s.miller is not None for s in inferred)
+    assert sum(bool(s.reconstructed) for s in mlearn_surfaces.surfaces) == 5
+    # every DFT gamma is finite and positive
+    assert all(0.2 < s.dft_gamma_j_per_m2 < 3.5 for s in mlearn_surfaces.surfaces)
+    ni_bulk = mlearn_surfaces.bulks["Ni/train/bulk/frame262"]
+    assert ni_bulk.n_atoms == 108 and ni_bulk.energy_per_atom_ev == pytest.approx(-5.780231, abs=1e-6)
