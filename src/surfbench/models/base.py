@@ -93,12 +93,29 @@ def package_version(distribution: str) -> str:
 class ModelBackend(ABC):
     """How one family of potentials is fingerprinted and turned into an ASE calculator."""
 
-    #: the dtype the backend evaluates in (part of the fingerprint)
-    dtype: str = "float64"
+    #: dtypes the backend can evaluate in; the first is the default
+    supported_dtypes: tuple[str, ...] = ("float64",)
 
-    def __init__(self, spec: ModelSpec, device: str = "cpu", **kwargs: Any):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "cpu",
+        dtype: str | None = None,
+        weights: str | Path | None = None,
+        **kwargs: Any,
+    ):
         self.spec = spec
         self.device = device
+        dtype = dtype or self.supported_dtypes[0]
+        if dtype not in self.supported_dtypes:
+            raise ModelLoadError(
+                f"model {spec.name}: dtype {dtype!r} is not supported; use one of {list(self.supported_dtypes)}"
+            )
+        self.dtype = dtype
+        #: a user-given path of the weights (``--weights``), overriding the registry's source
+        self.weights = weights
+        if kwargs:
+            raise ModelLoadError(f"model {spec.name}: unknown options {sorted(kwargs)} for {type(self).__name__}")
 
     @abstractmethod
     def weight_files(self) -> list[Path]:
@@ -107,6 +124,9 @@ class ModelBackend(ABC):
     @abstractmethod
     def calculator(self) -> Calculator:
         """Build the ASE calculator (the expensive part)."""
+
+    #: factor that turns the calculator's stress into eV/Angstrom^3 (1 for ASE convention)
+    stress_factor: float = 1.0
 
     def package_version(self) -> str:
         return package_version(self.spec.package) if self.spec.package else ""
@@ -147,4 +167,8 @@ class LoadedModel:
 
     @cached_property
     def calculator(self) -> Calculator:
-        return self.backend.calculator()
+        """The backend's calculator behind :class:`PeriodicCalculator`: every structure is
+        evaluated as a fully periodic cell and stress comes back in eV/Angstrom^3."""
+        from surfbench.models.wrapper import PeriodicCalculator
+
+        return PeriodicCalculator(self.backend.calculator(), stress_factor=self.backend.stress_factor)

@@ -70,8 +70,19 @@ def _backend_class(spec: ModelSpec) -> type[ModelBackend]:
     return cls
 
 
-def load_model(name: str, device: str = "cpu", kwargs: dict[str, Any] | None = None) -> LoadedModel:
-    """A :class:`LoadedModel` whose calculator is built on first use."""
+def load_model(
+    name: str,
+    device: str = "cpu",
+    kwargs: dict[str, Any] | None = None,
+    *,
+    dtype: str | None = None,
+    weights: str | None = None,
+) -> LoadedModel:
+    """A :class:`LoadedModel` whose calculator is built on first use.
+
+    ``dtype`` picks the precision where the backend supports several; ``weights`` is a local
+    file or folder overriding the registry's weights source.
+    """
     spec = resolve_model(name, kwargs)
-    backend = _backend_class(spec)(spec, device=device, **spec.kwargs)
+    backend = _backend_class(spec)(spec, device=device, dtype=dtype, weights=weights, **spec.kwargs)
     return LoadedModel(spec, backend)

@@ -38,13 +38,12 @@ class AseFactoryBackend(ModelBackend):
     def __init__(
         self,
         spec: ModelSpec,
-        device: str = "cpu",
         factory: str = "",
         factory_kwargs: dict[str, Any] | None = None,
         weight_files: list[str] | None = None,
         **kwargs: Any,
     ):
-        super().__init__(spec, device)
+        super().__init__(spec, **kwargs)
         self.factory = factory
         self.factory_kwargs = dict(factory_kwargs or {})
         self._weight_files = [Path(p).expanduser() for p in (weight_files or [])]
@@ -61,7 +60,7 @@ class AseFactoryBackend(ModelBackend):
 
     def weight_files(self) -> list[Path]:
         module, _ = _import_factory(self.factory, self.spec.name)
-        files = list(self._weight_files)
+        files = list(self._weight_files) + ([Path(self.weights).expanduser()] if self.weights else [])
         source = inspect.getsourcefile(module)
         if source:
             files.append(Path(source))

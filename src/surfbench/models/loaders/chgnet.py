@@ -21,10 +21,10 @@ _CHECKPOINTS = {
 
 
 class ChgnetBackend(ModelBackend):
-    dtype = "float32"
+    supported_dtypes = ("float32",)
 
-    def __init__(self, spec: ModelSpec, device: str = "cpu", variant: str = "0.3.0", **kwargs: Any):
-        super().__init__(spec, device)
+    def __init__(self, spec: ModelSpec, variant: str = "0.3.0", **kwargs: Any):
+        super().__init__(spec, **kwargs)
         if variant not in _CHECKPOINTS:
             raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(_CHECKPOINTS)}")
         self.variant = variant
@@ -38,6 +38,11 @@ class ChgnetBackend(ModelBackend):
         return Path(list(found.submodule_search_locations)[0])
 
     def weight_files(self) -> list[Path]:
+        if self.weights is not None:
+            path = Path(self.weights).expanduser()
+            if not path.is_file():
+                raise ModelLoadError(f"{self.spec.name}: --weights {path} is not a file")
+            return [path]
         path = self._package_dir() / _CHECKPOINTS[self.variant]
         if not path.is_file():
             raise ModelLoadError(f"{self.spec.name}: weight file {path} is missing from the chgnet package")
@@ -56,7 +61,11 @@ class ChgnetBackend(ModelBackend):
             ) from exc
         # chgnet prints its device and parameter count; keep the console for progress
         with contextlib.redirect_stdout(io.StringIO()):
-            model = CHGNet.load(model_name=self.variant, use_device=self.device, verbose=False)
+            if self.weights is not None:
+                model = CHGNet.from_file(str(self.weight_files()[0]))
+                model = model.to(self.device)
+            else:
+                model = CHGNet.load(model_name=self.variant, use_device=self.device, verbose=False)
             calc = CHGNetCalculator(model=model, use_device=self.device)
         # chgnet 0.4 converts a grad-tracking tensor to a scalar for every structure
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
