@@ -72,6 +72,9 @@ def run(
     workdir: WorkdirOpt = Path("."),
     data_dir: DataDirOpt = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+    dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights file/folder, instead of the registry's source.")] = None,
     protocol: Annotated[str, typer.Option(help="Evaluation protocol.")] = "static",
     split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
@@ -94,7 +97,7 @@ def run(
     store = ResultStore(workdir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        lm = load_model(model, device=device, kwargs=kwargs)
+        lm = load_model(model, device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None)
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(f"{model} on {ds.name} ({protocol})", total=None)
 
@@ -108,7 +111,7 @@ def run(
                 if outcome is not None and outcome.status != "ok":
                     bar.console.print(f"[yellow]{record_id}: {outcome.failure_kind}: {outcome.message}[/]")
 
-            summary = run_eval(ds, lm, store, protocol, retry_failed=retry_failed, progress=progress, on_start=on_start)
+            summary = run_eval(ds, lm, store, protocol, threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start)
     except ModelLoadError as exc:
         store.close()
         _fail(str(exc))
@@ -136,11 +139,16 @@ def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] 
 def table(
     workdir: WorkdirOpt = Path("."),
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model name.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
     protocol: Annotated[Optional[str], typer.Option()] = None,
     split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
 ) -> None:
     """Reprint the metrics of stored runs (no model or data is loaded)."""
+    import pandas as pd
+
+    from surfbench.report.console import render_comparison, render_run
+
     from surfbench.evaluation.store import STORE_NAME, ResultStore
 
     if not (workdir / STORE_NAME).is_file():
@@ -152,16 +160,24 @@ def table(
         for col, val in (("model", model), ("dataset", dataset), ("protocol", protocol)):
             if val is not None:
                 runs = runs[runs[col] == val]
+        if models is not None and models != "all":
+            runs = runs[runs["model"].isin([m.strip() for m in models.split(",")])]
         if runs.empty:
             _fail("no stored run matches")
-        for _, r in runs.iterrows():
+
+        def load(r) -> pd.DataFrame:
             results = store.results(r["dataset"], r["fingerprint"], r["protocol"])
             if SPLIT_CHOICES[split] is not None:
-                keep = results["split"].isin(SPLIT_CHOICES[split]) | (results["kind"] == "bulk")
-                results = results[keep]
-            from surfbench.report.console import render_run
+                results = results[results["split"].isin(SPLIT_CHOICES[split]) | (results["kind"] == "bulk")]
+            return results
 
-            render_run(console, results, f"{r['fingerprint']} on {r['dataset']}, {r['protocol']}")
+        if models is None:
+            for _, r in runs.iterrows():
+                render_run(console, load(r), f"{r['fingerprint']} on {r['dataset']}, {r['protocol']}")
+            return
+        for (ds_name, proto), grp in runs.groupby(["dataset", "protocol"], sort=False):
+            combined = pd.concat([load(r) for _, r in grp.iterrows()], ignore_index=True)
+            render_comparison(console, combined, f"models on {ds_name}, {proto}, split {split}")
 
 
 @app.command()
@@ -219,6 +235,55 @@ def export(
         except ValueError as exc:
             _fail(str(exc))
     console.print(f"wrote {path}")
+
+
+env_app = typer.Typer(help="Python environments for potential packages with conflicting pins.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """The recommended environments and what each installs."""
+    from surfbench.models.environments import PRESETS
+    from surfbench.models.isolated import envs_dir
+
+    for name, steps in PRESETS.items():
+        where = envs_dir() / name
+        console.print(f"[bold]{name}[/] ({'exists' if where.exists() else 'not created'}: {where})")
+        for step in steps:
+            console.print("  pip install " + " ".join(step))
+
+
+@env_app.command("create")
+def env_create(
+    name: Annotated[str, typer.Argument(help="Environment name; registry entries use it as python: env:NAME.")],
+    preset: Annotated[Optional[str], typer.Option(help="Package set (default: the name).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the commands only.")] = False,
+) -> None:
+    """Create a venv with torch==2.13.0, this surfbench and a preset's packages."""
+    from surfbench.models import environments
+
+    preset = preset or name
+    try:
+        root, cmds = environments.create_commands(name, preset)
+    except ValueError as exc:
+        _fail(str(exc))
+    if dry_run:
+        console.print(f"python -m venv {root}")
+        for cmd in cmds:
+            console.print(" ".join(cmd))
+        return
+    environments.create(name, preset, echo=console.print)
+
+
+@env_app.command("install")
+def env_install(preset: Annotated[str, typer.Argument(help="Package set to install into the current environment.")]) -> None:
+    """Install a preset's packages into the running environment (used by CI)."""
+    from surfbench.models import environments
+
+    if preset not in environments.PRESETS:
+        _fail(f"unknown preset {preset!r}; known: {', '.join(environments.PRESETS)}")
+    environments.install_here(preset, echo=console.print)
 
 
 if __name__ == "__main__":  # pragma: no cover

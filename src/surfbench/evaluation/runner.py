@@ -67,12 +67,24 @@ def pending(
     return [r for r in records if done.get(r.id) != r.content_hash]
 
 
+def torch_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op thread count if given; return the count in use (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return threads
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def run(
     dataset: Dataset,
     model: LoadedModel,
     store: ResultStore,
     protocol: str | Protocol = "static",
     *,
+    threads: int | None = None,
     retry_failed: bool = False,
     progress: ProgressFn | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -89,6 +101,7 @@ def run(
     if not todo:
         store.put_model(fp, model_details(model))
         return summary
+    n_threads = torch_threads(threads)
     calculator = model.calculator
     store.put_model(fp, model_details(model, calculator))
     supported = set(model.spec.elements) if model.spec.elements else None
@@ -99,7 +112,7 @@ def run(
             )
         else:
             outcome = proto.calc(record.atoms, calculator)
-        store.put_result(dataset.name, record.id, fp.id, proto.name, record.content_hash, outcome, model.device)
+        store.put_result(dataset.name, record.id, fp.id, proto.name, record.content_hash, outcome, model.device, n_threads)
         summary.computed += 1
         if outcome.status != "ok":
             summary.failed += 1

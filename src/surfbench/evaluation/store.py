@@ -27,6 +27,7 @@ from surfbench.models.base import Fingerprint
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
 STORE_NAME = "surfbench.sqlite"
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS results (
     energy_ev REAL,
     wall_s REAL,
     device TEXT,
+    threads INTEGER,
     extra TEXT,
     created_at TEXT NOT NULL,
     PRIMARY KEY (dataset, record_id, fingerprint, protocol)
@@ -90,7 +92,18 @@ class ResultStore:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.executescript(_SCHEMA)
+        self._migrate()
         self._con.commit()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older surfbench up to this schema (columns only added)."""
+        version = self._con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer surfbench (schema {version} > {SCHEMA_VERSION})")
+        columns = {row[1] for row in self._con.execute("PRAGMA table_info(results)")}
+        if "threads" not in columns:  # schema 1 -> 2
+            self._con.execute("ALTER TABLE results ADD COLUMN threads INTEGER")
+        self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._con.close()
@@ -141,14 +154,14 @@ class ResultStore:
 
     def put_result(
         self, dataset: str, record_id: str, fingerprint: str, protocol: str, content_hash: str,
-        outcome: Outcome, device: str = "",
+        outcome: Outcome, device: str = "", threads: int | None = None,
     ) -> None:
         with self._con:
             self._con.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (dataset, record_id, fingerprint, protocol, content_hash, outcome.status,
                  outcome.failure_kind, outcome.message, outcome.energy_ev, outcome.wall_s,
-                 device, json.dumps(outcome.extra) if outcome.extra else None, _now()),
+                 device, threads, json.dumps(outcome.extra) if outcome.extra else None, _now()),
             )
 
     # ------------------------------------------------------------------ reading
@@ -172,7 +185,7 @@ class ResultStore:
             "rec.kind, rec.element, rec.split, rec.miller, rec.miller_source, rec.reconstructed, "
             "rec.n_atoms, rec.area_a2, rec.dft_energy_ev, rec.bulk_id, "
             "rec.dft_bulk_energy_per_atom_ev, rec.dft_gamma_j_per_m2, "
-            "r.status, r.failure_kind, r.message, r.energy_ev, r.wall_s, r.device, r.created_at "
+            "r.status, r.failure_kind, r.message, r.energy_ev, r.wall_s, r.device, r.threads, r.created_at "
             "FROM results r JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
             "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
         )

@@ -41,6 +41,7 @@ class ModelSpec:
     licence: str = ""
     citation: str = ""
     elements: tuple[str, ...] | None = None
+    python: str | None = None  # interpreter of an isolated environment (path or env:NAME)
     note: str = ""
 
     @property

@@ -4,8 +4,11 @@ imported when the model is loaded (mlip-arena style)."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,20 +18,59 @@ from surfbench.models.base import LoadedModel, ModelBackend, ModelLoadError, Mod
 DEFAULT_MODEL = "chgnet-0.3.0"
 
 
-@lru_cache(maxsize=1)
-def _registry() -> dict[str, ModelSpec]:
+ENV_EXTRA_REGISTRY = "SURFBENCH_REGISTRY_EXTRA"
+
+
+def registry_entries() -> list[dict[str, Any]]:
+    """Raw entries: the packaged ``models.yaml`` plus, if ``$SURFBENCH_REGISTRY_EXTRA``
+    names YAML files (``os.pathsep``-separated), their entries (a list, or ``{models: [...]}``):
+    a user's own models, same schema."""
     text = resources.files("surfbench.models").joinpath("models.yaml").read_text()
-    raw = yaml.safe_load(text)
+    entries = list(yaml.safe_load(text)["models"])
+    for extra in filter(None, os.environ.get(ENV_EXTRA_REGISTRY, "").split(os.pathsep)):
+        try:
+            raw = yaml.safe_load(Path(extra).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelLoadError(f"{ENV_EXTRA_REGISTRY}: cannot read {extra}: {exc}") from exc
+        entries += list(raw["models"] if isinstance(raw, dict) else raw)
+    return entries
+
+
+@lru_cache(maxsize=1)
+def registry_schema() -> dict[str, Any]:
+    return json.loads(resources.files("surfbench.models").joinpath("schema.json").read_text())
+
+
+def validate_entries(entries: list[dict[str, Any]]) -> None:
+    """Check registry entries against ``schema.json``; the error names the entry and field."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(registry_schema())
+    for err in validator.iter_errors({"models": entries}):
+        path = list(err.absolute_path)
+        name = entries[path[1]].get("name", f"#{path[1]}") if len(path) > 1 and isinstance(entries[path[1]], dict) else "?"
+        field = "/".join(str(p) for p in path[2:]) or "(entry)"
+        raise ModelLoadError(f"model registry: entry {name!r}, field {field}: {err.message}")
+
+
+@lru_cache(maxsize=8)
+def _registry_for(extra: str) -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
-    for entry in raw["models"]:
+    entries = registry_entries()
+    validate_entries(entries)
+    for entry in entries:
         entry = dict(entry)
         if "elements" in entry and entry["elements"] is not None:
             entry["elements"] = tuple(entry["elements"])
         spec = ModelSpec(**entry)
         if spec.name in specs:
-            raise ModelLoadError(f"models.yaml: model {spec.name!r} is listed twice")
+            raise ModelLoadError(f"model registry: model {spec.name!r} is listed twice")
         specs[spec.name] = spec
     return specs
+
+
+def _registry() -> dict[str, ModelSpec]:
+    return _registry_for(os.environ.get(ENV_EXTRA_REGISTRY, ""))
 
 
 def list_specs() -> list[ModelSpec]:
@@ -61,7 +103,7 @@ def resolve_model(name: str, kwargs: dict[str, Any] | None = None) -> ModelSpec:
     return get_spec(name)  # raises with the list of known names
 
 
-def _backend_class(spec: ModelSpec) -> type[ModelBackend]:
+def backend_class(spec: ModelSpec) -> type[ModelBackend]:
     module_name, _, cls_name = spec.backend.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
@@ -84,5 +126,10 @@ def load_model(
     file or folder overriding the registry's weights source.
     """
     spec = resolve_model(name, kwargs)
-    backend = _backend_class(spec)(spec, device=device, dtype=dtype, weights=weights, **spec.kwargs)
+    if spec.python:
+        from surfbench.models.isolated import IsolatedBackend
+
+        backend: ModelBackend = IsolatedBackend(spec, device=device, dtype=dtype, weights=weights, **spec.kwargs)
+    else:
+        backend = backend_class(spec)(spec, device=device, dtype=dtype, weights=weights, **spec.kwargs)
     return LoadedModel(spec, backend)

@@ -74,3 +74,28 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
                   f"gamma for {int((slabs['gamma_status'] == 'ok').sum())}/{len(slabs)} slabs")
     for _, row in fails.iterrows():
         console.print(f"  failed ({row['quantity']}): {row['failure_kind']} x {row['count']}")
+
+
+def render_comparison(console: Console, results: pd.DataFrame, title: str) -> None:
+    """One table comparing several runs (models) on one data set: gamma RMSE per element and
+    overall, with the bulk and slab energy RMSE overall (Table I layout of Focassio et al.)."""
+    bulks, slabs = bulk_predictions(results), slab_predictions(results)
+    overall = metrics(bulks, slabs)
+    per_el = metrics(bulks, slabs, by="element")
+    runs = overall[["fingerprint", "model"]].drop_duplicates().sort_values("model")
+    t = Table(title=escape(title), title_justify="left")
+    t.add_column("RMSE (ok/total)", justify="left")
+    for _, r in runs.iterrows():
+        t.add_column(escape(r["model"]), justify="right")
+    elements = sorted(set(per_el["element"].dropna()))
+
+    def cell(m: pd.DataFrame, fp: str, q: str, **where: object) -> str:
+        s = _pick(m[m["fingerprint"] == fp], q, **where)
+        return f"{_f(s['rmse'])} ({_cov(s)})"
+
+    for el in elements:
+        t.add_row(f"gamma {el} (J/m^2)", *[cell(per_el, fp, "gamma", element=el) for fp in runs["fingerprint"]])
+    t.add_row("gamma all (J/m^2)", *[cell(overall, fp, "gamma") for fp in runs["fingerprint"]], style="bold")
+    t.add_row("slab energy (eV/atom)", *[cell(overall, fp, "slab_e_per_atom") for fp in runs["fingerprint"]])
+    t.add_row("bulk energy (eV/atom)", *[cell(overall, fp, "bulk_e_per_atom") for fp in runs["fingerprint"]])
+    console.print(t)

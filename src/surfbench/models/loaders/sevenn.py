@@ -1,0 +1,94 @@
+"""SevenNet (Park et al. 2024). The checkpoints of SevenNet-0, SevenNet-l3i5 and SevenNet-MF-0
+ship inside the sevenn wheel (0.13.0); other named SevenNet models download at run time and
+are not handled here (give them with ``--weights``).
+
+Fingerprinting finds the checkpoint inside the installed package without importing sevenn
+(which imports torch), from the same relative paths as ``sevenn._const``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
+
+# Paths inside the sevenn package, as in sevenn._const / sevenn.util.pretrained_name_to_path
+_CHECKPOINTS = {
+    "7net-0": "pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+    "7net-0_22may2024": "pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
+    "7net-l3i5": "pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
+    "7net-mf-0": "pretrained_potentials/SevenNet_MF_0/checkpoint_sevennet_mf_0.pth",
+}
+# fidelities of the multi-fidelity checkpoint (its config's _modal_map)
+_MODALS = {"7net-mf-0": ("PBE", "R2SCAN")}
+
+
+class SevenNetBackend(ModelBackend):
+    # the released checkpoints are single precision (config dtype 'single')
+    supported_dtypes = ("float32",)
+    # SevenNetCalculator returns -virial/V in eV/Angstrom^3 (ASE convention; checked
+    # against a finite-difference strain derivative in tests/test_sevenn_mattersim.py)
+    stress_factor = 1.0
+
+    def __init__(self, spec: ModelSpec, model: str = "7net-0", modal: str | None = None, **kwargs: Any):
+        super().__init__(spec, **kwargs)
+        if model not in _CHECKPOINTS:
+            raise ModelLoadError(
+                f"{spec.name}: unknown SevenNet model {model!r}; shipped in the wheel: {list(_CHECKPOINTS)}"
+            )
+        modals = _MODALS.get(model)
+        if modals and modal not in modals and self.weights is None:
+            raise ModelLoadError(f"{spec.name}: {model} is multi-fidelity; give modal, one of {list(modals)}")
+        if not modals and modal is not None and self.weights is None:
+            raise ModelLoadError(f"{spec.name}: {model} has a single fidelity; modal={modal!r} is not accepted")
+        self.model = model
+        self.modal = modal
+
+    def _package_dir(self) -> Path:
+        found = find_spec("sevenn")
+        if found is None or not found.submodule_search_locations:
+            raise ModelLoadError(
+                f"model {self.spec.name} needs the 'sevenn' package; install it with: {self.spec.install_hint}"
+            )
+        return Path(list(found.submodule_search_locations)[0])
+
+    def weight_files(self) -> list[Path]:
+        if self.weights is not None:
+            path = Path(self.weights).expanduser()
+            if not path.is_file():
+                raise ModelLoadError(f"{self.spec.name}: --weights {path} is not a file")
+            return [path]
+        path = self._package_dir() / _CHECKPOINTS[self.model]
+        if not path.is_file():
+            raise ModelLoadError(
+                f"{self.spec.name}: checkpoint {path} is missing from the sevenn package "
+                f"(this sevenn version may not ship it; {self.spec.install_hint})"
+            )
+        return [path]
+
+    def options(self) -> dict[str, Any]:
+        return {"model": self.model, "modal": self.modal}
+
+    def calculator(self) -> Calculator:
+        (checkpoint,) = self.weight_files()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e3nn / torch deprecation noise on import
+                from sevenn.calculator import SevenNetCalculator
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"model {self.spec.name} needs the 'sevenn' package ({exc}); install it with: {self.spec.install_hint}"
+            ) from exc
+        # always build from the hashed file, so the fingerprint names what is evaluated
+        try:
+            with warnings.catch_warnings():
+                # advice to install a tensor-product accelerator (cuEquivariance, FlashTP)
+                warnings.filterwarnings("ignore", message="No tensor product accelerator")
+                return SevenNetCalculator(model=str(checkpoint), modal=self.modal, device=self.device)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"model {self.spec.name}: sevenn cannot load {checkpoint}: {exc}") from exc
