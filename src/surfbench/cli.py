@@ -203,20 +203,104 @@ def datasets(
 
 
 @app.command()
-def models() -> None:
-    """List the model registry."""
+def models(
+    details: Annotated[bool, typer.Option(help="Also print licence, citation and notes.")] = False,
+) -> None:
+    """List the model registry and whether each model can run here."""
     from surfbench.models import list_specs
+    from surfbench.models.base import package_version
+    from surfbench.models.weights import resolve_weights
 
-    t = Table(title="model registry")
-    for col in ("name", "family", "package", "parameters", "training set", "level of theory", "weights", "citation"):
+    t = Table(title="model registry (the paper's Table II as a superset)")
+    for col in ("name", "family", "package", "parameters", "training set", "level of theory", "weights", "here"):
         t.add_column(col)
     for s in list_specs():
+        if s.package and package_version(s.package) == "not-installed":
+            here = "[red]package missing[/]"
+        elif s.python:
+            here = f"env {s.python}"
+        elif s.weights.get("source") == "download":
+            try:
+                resolve_weights(s, download=False)
+                here = "[green]ready[/]"
+            except Exception:
+                here = "[yellow]weights to download[/]"
+        elif s.weights.get("source") == "local":
+            here = "needs --weights"
+        else:
+            here = "[green]ready[/]"
         t.add_row(
             s.name, s.family, f"{s.package}{s.version}", f"{s.parameters:,}" if s.parameters else "-",
-            f"{s.training_set} {s.training_set_size}".strip(), s.level_of_theory,
-            str(s.weights.get("source", "")), s.citation,
+            f"{s.training_set} ({s.training_set_size})" if s.training_set_size else s.training_set,
+            s.level_of_theory, str(s.weights.get("source", "")), here,
         )
     console.print(t)
+    if details:
+        for s in list_specs():
+            console.print(f"[bold]{s.name}[/]: licence {s.licence}; {s.citation}")
+            if s.note:
+                console.print(f"  {s.note}")
+
+
+data_app = typer.Typer(help="Data sets: validate users' files, explore a data set.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Annotated[Path, typer.Argument(help="extxyz or ASE database (.db) file of slabs and bulks.")],
+    min_vacuum: Annotated[float, typer.Option(help="Smallest vacuum gap (Angstrom) that makes a slab.")] = 5.0,
+) -> None:
+    """Check a user data file; list every problem per record (exit code 1 if any)."""
+    from surfbench.data.errors import DataError
+    from surfbench.data.userdata import load_user_dataset, validate
+
+    try:
+        problems = validate(path, min_vacuum)
+    except DataError as exc:
+        _fail(str(exc))
+    if problems:
+        t = Table(title=f"{path}: {len(problems)} problem(s)")
+        t.add_column("record")
+        t.add_column("problem")
+        for p in problems:
+            t.add_row(p.record, p.message)
+        console.print(t)
+        raise typer.Exit(1)
+    ds = load_user_dataset(path, min_vacuum=min_vacuum)
+    console.print(f"{path}: OK, {len(ds.surfaces)} slabs, {len(ds.bulks)} bulks, elements {', '.join(ds.elements)}")
+
+
+@data_app.command("explore")
+def data_explore(
+    dataset: Annotated[str, typer.Argument(help="Data set name or the path of a data file.")] = "mlearn-surfaces",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the figures.")] = Path("explore"),
+    data_dir: DataDirOpt = None,
+    png: Annotated[bool, typer.Option(help="Also write PNG (needs Chrome/Chromium for kaleido).")] = True,
+) -> None:
+    """Fig. 1 of the paper for a data set: surfaces per element on a periodic table and the DFT
+    surface energy per element (box + violin), as HTML and PNG, plus a text summary."""
+    from surfbench.report.dataset_figures import gamma_by_element, summary, surfaces_per_element_ptable
+    from surfbench.report.figures import FigureExportError, save_figure
+
+    ds = _load_dataset(dataset, data_dir, "all")
+    stem = output / ds.name.replace("/", "_")
+    written = []
+    try:
+        written += save_figure(surfaces_per_element_ptable(ds), f"{stem}-surfaces-per-element", png=png)
+        written += save_figure(gamma_by_element(ds), f"{stem}-gamma-per-element", png=png)
+    except FigureExportError as exc:
+        _fail(str(exc))
+    s = summary(ds)
+    console.print(
+        f"{ds.name}: {s['slabs']} slabs, {s['bulks']} bulks, {s['elements']} elements ({s['element_list']}), "
+        f"{s['miller_families']} Miller indices (max index {s['max_miller_index']}"
+        f"{', ' + str(s['slabs_with_unknown_miller']) + ' unknown' if s['slabs_with_unknown_miller'] else ''}), "
+        f"{s['reconstructed']} reconstructed ({100 * s['reconstructed_share']:.1f} %); DFT gamma "
+        f"{s['gamma_min_j_per_m2']:.2f} to {s['gamma_max_j_per_m2']:.2f} J/m^2 (median {s['gamma_median_j_per_m2']:.2f})"
+    )
+    for path in written:
+        console.print(f"wrote {path}")
 
 
 @app.command()

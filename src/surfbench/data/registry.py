@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from surfbench.data.errors import DataError
 from surfbench.records import Dataset
@@ -41,8 +42,16 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
+    """A named data set, or a user's file (extxyz / ASE database, see
+    :mod:`surfbench.data.userdata`) given by its path."""
+    if name not in DATASETS and Path(name).is_file():
+        from surfbench.data.userdata import load_user_dataset
+
+        return load_user_dataset(name)
     try:
         info = DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+        raise DataError(
+            f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of a data file"
+        ) from None
     return info.loader(data_dir=data_dir, download=download)

@@ -17,7 +17,9 @@ fully periodic cells. Stress is requested in eV/Angstrom^3 (matgl's default is G
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,10 @@ class MatglBackend(ModelBackend):
 
     def calculator(self) -> Calculator:
         folder = self.folder()  # before importing matgl: a missing folder gives our error
-        # matgl looks names it cannot find locally up on the Hugging Face Hub and retries a
-        # download for ~46 s offline; the path is local and complete, but keep the Hub off.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with _hub_offline():
+            return self._load(folder)
+
+    def _load(self, folder: Path) -> Calculator:
         try:
             import matgl
             import torch
@@ -86,6 +89,30 @@ class MatglBackend(ModelBackend):
             raise ModelLoadError(
                 f"model {self.spec.name}: matgl could not load {folder} ({type(cause).__name__}: {cause})"
             ) from exc
+        if not getattr(potential, "calc_stresses", False):
+            potential.calc_stresses = True  # surfbench may ask for stress (cell relaxations)
         # Potential.forward moves each graph to the device of its parameters
-        potential = potential.to(device).eval()
-        return PESCalculator(potential, stress_unit="eV/A3")
+        try:
+            potential = potential.to(device).eval()
+        except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
+            raise ModelLoadError(f"model {self.spec.name}: cannot use device {self.device!r} ({exc})") from exc
+        # ASE's conventions: stress in eV/Angstrom^3, Voigt order (xx, yy, zz, yz, xz, xy)
+        return PESCalculator(potential, stress_unit="eV/A3", use_voigt=True)
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """``HF_HUB_OFFLINE=1`` while matgl is imported and loads (unless the user set it).
+
+    matgl looks a model it cannot find locally up on the Hugging Face Hub and, offline,
+    retries for about 46 s. The folder given is local and complete, so this only guards
+    against that; huggingface_hub reads the variable when it is first imported.
+    """
+    if "HF_HUB_OFFLINE" in os.environ:
+        yield
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("HF_HUB_OFFLINE", None)

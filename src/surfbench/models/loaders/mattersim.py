@@ -8,11 +8,8 @@ file, so mattersim never downloads anything itself.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from pathlib import Path
-from typing import Any
 
 from ase.calculators.calculator import Calculator
 
@@ -35,25 +32,34 @@ class MatterSimBackend(ModelBackend):
         (path,) = self.weight_files()
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # deprecation noise of its dependencies on import
+                # torch's deprecation of torch.jit.script, once per scripted function
+                warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+                import torch
+                from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
                 from mattersim.forcefield.potential import MatterSimCalculator, Potential
         except ImportError as exc:
             raise ModelLoadError(
                 f"model {self.spec.name} needs the 'mattersim' package ({exc}); "
                 f"install it with: {self.spec.install_hint}"
             ) from exc
+        # What Potential.from_checkpoint(path, load_training_state=False) does, minus its side
+        # effects: it creates ~/.local/mattersim/pretrained_models even for a local file (and
+        # fails where the home folder is read-only) and would download for mattersim's own
+        # model names. Only the model's weights are read; the optimiser/EMA state is not.
         try:
-            # a load_path that is not one of mattersim's own names ('mattersim-v1.0.0-1M')
-            # is read as a local file: no download. The optimiser/EMA state is not needed.
-            with contextlib.redirect_stdout(io.StringIO()):
-                potential = Potential.from_checkpoint(
-                    load_path=str(path.resolve()), device=self.device, load_training_state=False
-                )
+            checkpoint = torch.load(str(path), map_location=self.device)
+            if not isinstance(checkpoint, dict) or checkpoint.get("model_name") != "m3gnet":
+                found = checkpoint.get("model_name") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+                raise ValueError(f"not a MatterSim M3GNet checkpoint (model_name {found!r})")
+            model = M3Gnet(device=self.device, **checkpoint["model_args"]).to(self.device)
+            # strict=False as in mattersim's own loader
+            missing = model.load_state_dict(checkpoint["model"], strict=False).missing_keys
         except Exception as exc:  # torch.load / state-dict errors: a wrong or damaged file
             raise ModelLoadError(
                 f"model {self.spec.name}: mattersim cannot load {path} ({type(exc).__name__}: {exc})"
             ) from exc
+        if missing:
+            warnings.warn(f"model {self.spec.name}: {path} lacks {len(missing)} weights of the model: {missing[:5]}")
+        model.eval()
+        potential = Potential(model, device=self.device)
         return MatterSimCalculator(potential=potential, device=self.device)
-
-    def options(self) -> dict[str, Any]:
-        return {}

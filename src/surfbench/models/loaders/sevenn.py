@@ -8,7 +8,9 @@ Fingerprinting finds the checkpoint inside the installed package without importi
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,23 @@ _CHECKPOINTS = {
 _MODALS = {"7net-mf-0": ("PBE", "R2SCAN")}
 
 
+@contextlib.contextmanager
+def _quiet_build() -> Iterator[None]:
+    """Silence the warnings every SevenNet import/build repeats (dozens of lines): torch's
+    deprecation of torch.jit.script, TorchScript's notes on e3nn modules, and the advice to
+    install a tensor-product accelerator (cuEquivariance, FlashTP)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+        warnings.filterwarnings("ignore", message="The TorchScript type system")
+        warnings.filterwarnings("ignore", message="No tensor product accelerator")
+        yield
+
+
 class SevenNetBackend(ModelBackend):
     # the released checkpoints are single precision (config dtype 'single')
     supported_dtypes = ("float32",)
-    # SevenNetCalculator returns -virial/V in eV/Angstrom^3 (ASE convention; checked
-    # against a finite-difference strain derivative in tests/test_sevenn_mattersim.py)
+    # SevenNetCalculator's stress is in eV/Angstrom^3 with ASE's sign and Voigt order
+    # (checked against strain derivatives of the energy in tests/test_sevenn_mattersim.py)
     stress_factor = 1.0
 
     def __init__(self, spec: ModelSpec, model: str = "7net-0", modal: str | None = None, **kwargs: Any):
@@ -77,8 +91,7 @@ class SevenNetBackend(ModelBackend):
     def calculator(self) -> Calculator:
         (checkpoint,) = self.weight_files()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e3nn / torch deprecation noise on import
+            with _quiet_build():
                 from sevenn.calculator import SevenNetCalculator
         except ImportError as exc:
             raise ModelLoadError(
@@ -86,9 +99,7 @@ class SevenNetBackend(ModelBackend):
             ) from exc
         # always build from the hashed file, so the fingerprint names what is evaluated
         try:
-            with warnings.catch_warnings():
-                # advice to install a tensor-product accelerator (cuEquivariance, FlashTP)
-                warnings.filterwarnings("ignore", message="No tensor product accelerator")
+            with _quiet_build():
                 return SevenNetCalculator(model=str(checkpoint), modal=self.modal, device=self.device)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"model {self.spec.name}: sevenn cannot load {checkpoint}: {exc}") from exc

@@ -1,0 +1,259 @@
+"""Users' own DFT surface data: one extxyz (or ASE database) file of slabs and bulks.
+
+Format (one frame / row per structure):
+
+=================  ========  ===================================================================
+key (atoms.info /  required  meaning
+ASE db key)
+=================  ========  ===================================================================
+``kind``           yes       ``bulk`` or ``slab``
+``name``           yes       unique record id (text; ``id`` is reserved in ASE databases)
+energy             yes       total DFT energy in eV: ``energy=`` in the extxyz comment line (or a
+                             single-point calculator energy / the db row's energy)
+``bulk_id``        slabs     id of the slab's bulk reference; may be left out when the file
+                             has exactly one bulk of the slab's element
+``miller``         no        Miller index as ``"1 1 0"``, ``"110"`` or ``"(1,1,0)"``
+``termination``    no        free text (e.g. ``"O-terminated"``)
+``reconstructed``  no        true/false
+``split``          no        e.g. ``train`` / ``test``
+=================  ========  ===================================================================
+
+Slabs are elemental (gamma = (E_slab - n e_bulk)/(2A) needs the bulk's stoichiometry), fully
+periodic cells with a vacuum gap of at least ``min_vacuum`` Angstrom along one lattice vector;
+A is the area spanned by the other two. ``surfbench data validate FILE`` lists every problem
+per record; loading refuses a file with problems, naming them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ase import Atoms
+
+from surfbench.data import geometry
+from surfbench.data.errors import DataError
+from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+
+_MILLER = re.compile(r"^\(?\s*(-?\d+)[\s,_]+(-?\d+)[\s,_]+(-?\d+)\s*\)?$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    record: str  # "#index (id)"
+    message: str
+
+
+def parse_miller(value: object) -> tuple[int, int, int]:
+    """``"1 1 0"``, ``"(1,1,0)"``, ``"1_1_0"``, ``"110"`` (single digits) or a sequence."""
+    if isinstance(value, list | tuple) or hasattr(value, "__len__") and not isinstance(value, str):
+        items = [int(v) for v in value]  # type: ignore[union-attr]
+        if len(items) == 3:
+            return (items[0], items[1], items[2])
+    text = str(value).strip()
+    m = _MILLER.match(text)
+    if m:
+        return (int(m[1]), int(m[2]), int(m[3]))
+    if re.fullmatch(r"-?\d-?\d-?\d", text):
+        digits = re.findall(r"-?\d", text)
+        return (int(digits[0]), int(digits[1]), int(digits[2]))
+    raise ValueError(f"miller={value!r} is not a Miller index like '1 1 0'")
+
+
+def _as_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "t", "1", "yes"}:
+        return True
+    if text in {"false", "f", "0", "no"}:
+        return False
+    raise ValueError(f"reconstructed={value!r} is not true/false")
+
+
+def read_structures(path: str | os.PathLike) -> list[Atoms]:
+    """Read every frame of an extxyz file or every row of an ASE database (.db)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("does not exist", path=path)
+    try:
+        if path.suffix == ".db":
+            import ase.db
+
+            images = []
+            with ase.db.connect(path) as db:
+                for row in db.select():
+                    atoms = row.toatoms(add_additional_information=False)
+                    atoms.info.update(row.key_value_pairs)
+                    if row.get("energy") is not None:
+                        atoms.info.setdefault("energy", row.energy)
+                    images.append(atoms)
+            return images
+        from ase.io import read
+
+        return list(read(path, index=":", format="extxyz"))
+    except DataError:
+        raise
+    except Exception as exc:  # ase raises many types on malformed files
+        raise DataError(f"cannot be read as {'an ASE database' if path.suffix == '.db' else 'extxyz'}: "
+                        f"{type(exc).__name__}: {exc}", path=path) from None
+
+
+def _energy(atoms: Atoms) -> float | None:
+    value = atoms.info.get("energy")
+    if value is None and atoms.calc is not None:
+        value = atoms.calc.results.get("energy")
+    if value is None:
+        return None
+    return float(value)
+
+
+def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], list[dict]]:
+    """Every problem of every record, and the parsed records (for :func:`load_user_dataset`)."""
+    problems: list[Problem] = []
+    parsed: list[dict] = []
+    seen: dict[str, int] = {}
+    for i, atoms in enumerate(images):
+        rid = str(atoms.info.get("name", "")).strip()
+        where = f"#{i}" + (f" ({rid})" if rid else "")
+
+        def bad(msg: str, where: str = where) -> None:
+            problems.append(Problem(where, msg))
+
+        kind = str(atoms.info.get("kind", "")).strip().lower()
+        if kind not in {"bulk", "slab"}:
+            bad(f"kind must be 'bulk' or 'slab', got {atoms.info.get('kind')!r}")
+        if not rid:
+            bad("no name (the record id)")
+        elif rid in seen:
+            bad(f"duplicate name (also record #{seen[rid]})")
+        else:
+            seen[rid] = i
+        try:
+            energy = _energy(atoms)
+        except (TypeError, ValueError):
+            energy = None
+            bad(f"energy {atoms.info.get('energy')!r} is not a number")
+        else:
+            if energy is None:
+                bad("missing energy (total DFT energy in eV)")
+            elif not math.isfinite(energy):
+                bad(f"energy is {energy}")
+        if len(atoms) == 0:
+            bad("no atoms")
+            continue
+        symbols = sorted(set(atoms.get_chemical_symbols()))
+        if len(symbols) != 1:
+            bad(f"not elemental ({'/'.join(symbols)}); gamma needs a stoichiometric reference")
+        try:
+            axis = geometry.vacuum_axis(atoms, min_vacuum)
+        except ValueError as exc:
+            bad(f"not a slab or bulk cell: {exc}")
+            continue
+        rec = {"i": i, "id": rid, "kind": kind, "atoms": atoms, "energy": energy, "element": symbols[0]}
+        if kind == "slab":
+            if axis is None:
+                bad(f"non-slab cell: no vacuum gap of {min_vacuum} Angstrom along any lattice vector")
+            else:
+                area = geometry.surface_area(atoms, axis)
+                if not area > 1e-6:
+                    bad(f"zero area ({area} Angstrom^2)")
+                rec["axis"] = axis
+            for key, conv in (("miller", parse_miller), ("reconstructed", _as_bool)):
+                if key in atoms.info:
+                    try:
+                        rec[key] = conv(atoms.info[key])
+                    except ValueError as exc:
+                        bad(str(exc))
+            rec["bulk_id"] = str(atoms.info["bulk_id"]).strip() if "bulk_id" in atoms.info else None
+        elif kind == "bulk" and axis is not None:
+            bad(f"a bulk with a vacuum gap along lattice vector {axis} (a slab?)")
+        rec["termination"] = atoms.info.get("termination")
+        rec["split"] = atoms.info.get("split")
+        parsed.append(rec)
+    bulks = {r["id"]: r for r in parsed if r["kind"] == "bulk"}
+    by_element: dict[str, list[str]] = {}
+    for b in bulks.values():
+        by_element.setdefault(b["element"], []).append(b["id"])
+    for r in parsed:
+        if r["kind"] != "slab":
+            continue
+        where = f"#{r['i']} ({r['id']})"
+        if r["bulk_id"] is None:
+            candidates = by_element.get(r["element"], [])
+            if len(candidates) == 1:
+                r["bulk_id"] = candidates[0]
+            elif not candidates:
+                problems.append(Problem(where, f"no bulk for element {r['element']} in the file"))
+            else:
+                problems.append(Problem(where, f"several {r['element']} bulks ({', '.join(candidates)}): give bulk_id"))
+        elif r["bulk_id"] not in bulks:
+            problems.append(Problem(where, f"bulk_id {r['bulk_id']!r} is not a bulk record of the file"))
+        elif bulks[r["bulk_id"]]["element"] != r["element"]:
+            problems.append(Problem(where, f"bulk_id {r['bulk_id']!r} is {bulks[r['bulk_id']]['element']}, the slab {r['element']}"))
+    return problems, parsed
+
+
+def validate(path: str | os.PathLike, min_vacuum: float = 5.0) -> list[Problem]:
+    """Problems of a user data file (empty: the file is fine)."""
+    problems, _ = check(read_structures(path), min_vacuum)
+    return problems
+
+
+def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacuum: float = 5.0) -> Dataset:
+    """A :class:`Dataset` from a user file; a file with problems is refused, naming them."""
+    path = Path(path)
+    problems, parsed = check(read_structures(path), min_vacuum)
+    if problems:
+        listing = "; ".join(f"record {p.record}: {p.message}" for p in problems[:20])
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise DataError(f"{len(problems)} problem(s): {listing}{more}", path=path)
+    bulks = {
+        r["id"]: BulkRecord(id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"],
+                            split=r["split"], source=f"{path}#{r['i']}")
+        for r in parsed if r["kind"] == "bulk"
+    }
+    surfaces = []
+    for r in parsed:
+        if r["kind"] != "slab":
+            continue
+        bulk = bulks[r["bulk_id"]]
+        surfaces.append(SurfaceRecord(
+            id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"], bulk_id=bulk.id,
+            bulk_energy_per_atom_ev=bulk.energy_per_atom_ev, miller=r.get("miller"), miller_source="label",
+            termination=r.get("termination"), reconstructed=r.get("reconstructed"), label=r["id"],
+            split=r["split"], source=f"{path}#{r['i']}", vacuum_axis=r["axis"],
+        ))
+    return Dataset(name or path.stem, bulks, surfaces, provenance={"source": str(path)})
+
+
+def _clean(atoms: Atoms) -> Atoms:
+    return Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+
+
+def write_user_dataset(dataset: Dataset, path: str | os.PathLike) -> Path:
+    """Write a data set in the documented extxyz format (round-trips through the loader)."""
+    from ase.io import write
+
+    images = []
+    for b in dataset.bulks.values():
+        a = _clean(b.atoms)
+        a.info.update(kind="bulk", name=b.id, energy=b.energy_ev, **({"split": b.split} if b.split else {}))
+        images.append(a)
+    for s in dataset.surfaces:
+        a = _clean(s.atoms)
+        a.info.update(kind="slab", name=s.id, energy=s.energy_ev, bulk_id=s.bulk_id or "")
+        if s.miller:
+            a.info["miller"] = " ".join(str(i) for i in s.miller)
+        for key in ("termination", "split"):
+            if getattr(s, key):
+                a.info[key] = getattr(s, key)
+        if s.reconstructed is not None:
+            a.info["reconstructed"] = bool(s.reconstructed)
+        images.append(a)
+    path = Path(path)
+    write(path, images, format="extxyz")
+    return path

@@ -1,0 +1,32 @@
+"""Writing figures: every figure is saved as interactive HTML (plotly.js embedded, no network
+needed to open it) and as PNG (kaleido, which drives a Chrome/Chromium browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+
+class FigureExportError(RuntimeError):
+    """A PNG could not be written (kaleido found no Chrome/Chromium)."""
+
+
+def save_figure(fig: go.Figure, stem: str | Path, *, png: bool = True, scale: float = 2.0) -> list[Path]:
+    """Write ``<stem>.html`` and ``<stem>.png``; return the paths written."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    html = stem.with_suffix(".html")
+    fig.write_html(html, include_plotlyjs=True, full_html=True)
+    written = [html]
+    if png:
+        out = stem.with_suffix(".png")
+        try:
+            fig.write_image(out, scale=scale)
+        except Exception as exc:  # kaleido raises its own types when no browser is found
+            raise FigureExportError(
+                f"could not write {out}: {type(exc).__name__}: {exc}. PNG export uses kaleido with a "
+                "Chrome/Chromium browser (e.g. Debian's 'chromium' package); the HTML was written."
+            ) from exc
+        written.append(out)
+    return written

@@ -1,0 +1,109 @@
+"""Users' own data files: the documented format, validation per record, same gamma as the
+built-in loader."""
+
+import pytest
+from ase.build import bulk, fcc111
+from ase.io import write
+
+from surfbench.data.errors import DataError
+from surfbench.data.userdata import load_user_dataset, parse_miller, validate, write_user_dataset
+from tests.conftest import needs_data
+
+
+@needs_data
+def test_user_file_from_mlearn_frames_gives_the_same_gammas(mlearn_surfaces, tmp_path):
+    path = write_user_dataset(mlearn_surfaces, tmp_path / "mine.extxyz")
+    assert validate(path) == []
+    mine = load_user_dataset(path)
+    ref = {s.id: s for s in mlearn_surfaces.surfaces}
+    assert len(mine.surfaces) == len(ref) == 75 and len(mine.bulks) == 6
+    for s in mine.surfaces:
+        r = ref[s.id]
+        assert s.dft_gamma_j_per_m2 == pytest.approx(r.dft_gamma_j_per_m2, abs=1e-9)
+        assert s.area_a2 == pytest.approx(r.area_a2, abs=1e-9)
+        assert s.miller == r.miller and s.split == r.split and s.reconstructed == r.reconstructed
+
+
+def _cu_files(tmp_path):
+    b = bulk("Cu", "fcc", a=3.6, cubic=True)
+    b.info.update(kind="bulk", name="cu-bulk", energy=-16.0)
+    s = fcc111("Cu", size=(1, 1, 3), a=3.6, vacuum=6.0, periodic=True)
+    s.info.clear()
+    s.info.update(kind="slab", name="cu-111", energy=-10.5, miller="1 1 1", termination="Cu")
+    return b, s
+
+
+def test_a_small_hand_written_file(tmp_path):
+    b, s = _cu_files(tmp_path)
+    path = tmp_path / "cu.extxyz"
+    write(path, [b, s], format="extxyz")
+    ds = load_user_dataset(path)
+    slab = ds.surfaces[0]
+    assert slab.bulk_id == "cu-bulk" and slab.miller == (1, 1, 1) and slab.termination == "Cu"
+    # (E - n e_bulk) / 2A with e_bulk = -16/4 = -4 eV/atom
+    expected = (-10.5 + 3 * 4.0) / (2 * slab.area_a2)
+    assert slab.dft_gamma_ev_per_a2 == pytest.approx(expected, rel=1e-12)
+
+
+def test_ase_database_is_accepted(tmp_path):
+    import ase.db
+
+    b, s = _cu_files(tmp_path)
+    path = tmp_path / "cu.db"
+    with ase.db.connect(path) as db:
+        for a in (b, s):
+            info = dict(a.info)
+            energy = info.pop("energy")
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            a = a.copy()
+            a.calc = SinglePointCalculator(a, energy=energy)
+            db.write(a, **info)
+    ds = load_user_dataset(path)
+    assert ds.surfaces[0].dft_gamma_ev_per_a2 == pytest.approx((-10.5 + 12.0) / (2 * ds.surfaces[0].area_a2))
+
+
+def test_problems_are_reported_per_record(tmp_path):
+    b, s = _cu_files(tmp_path)
+    no_energy = s.copy()
+    no_energy.info = {"kind": "slab", "name": "no-energy"}
+    bulk_cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    bulk_cell.info.update(kind="slab", name="not-a-slab", energy=-16.0)
+    orphan = fcc111("Au", size=(1, 1, 3), a=4.08, vacuum=6.0, periodic=True)
+    orphan.info.clear()
+    orphan.info.update(kind="slab", name="au-111", energy=-9.0)
+    flat = s.copy()
+    flat.info = {"kind": "slab", "name": "flat", "energy": -1.0}
+    flat.cell[1] = flat.cell[0]  # in-plane vectors parallel: zero area
+    dup = b.copy()
+    dup.info = dict(b.info)
+    path = tmp_path / "bad.extxyz"
+    write(path, [b, s, no_energy, bulk_cell, orphan, dup], format="extxyz")
+    problems = validate(path)
+    text = "\n".join(f"{p.record}: {p.message}" for p in problems)
+    assert "#2 (no-energy): missing energy" in text
+    assert "#3 (not-a-slab): non-slab cell" in text
+    assert "#4 (au-111): no bulk for element Au" in text
+    assert "#5 (cu-bulk): duplicate name (also record #0)" in text
+    assert len(problems) == 4
+    with pytest.raises(DataError, match="4 problem") as info:
+        load_user_dataset(path)
+    assert str(path) in str(info.value)
+    flat_path = tmp_path / "flat.extxyz"
+    write(flat_path, [b, flat], format="extxyz")
+    assert [p.message for p in validate(flat_path)] == ["not a slab or bulk cell: the cell is degenerate (zero volume); a 3D-periodic cell is required"]
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "x.extxyz"
+    path.write_text("3\nnot a comment line with lattice\nCu 0 0\n")
+    with pytest.raises(DataError, match="cannot be read") as info:
+        validate(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, hkl", [("1 1 0", (1, 1, 0)), ("(1,-1,0)", (1, -1, 0)), ("1_1_1", (1, 1, 1)), ("210", (2, 1, 0)), ([3, 1, 1], (3, 1, 1))])
+def test_parse_miller(text, hkl):
+    assert parse_miller(text) == hkl
+    with pytest.raises(ValueError):
+        parse_miller("1 1")
