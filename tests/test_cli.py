@@ -57,3 +57,41 @@ def test_run_table_export_on_mlearn_with_emt(tmp_path, data_dir):
     df = pd.read_csv(csv)
     assert len(df) == 17 and set(df["status"]) == {"ok", "failed"}
     assert df.loc[df["status"] == "failed", "energy_ev"].isna().all()
+
+
+@needs_data
+def test_data_explore_writes_both_figures(tmp_path, data_dir):
+    import shutil
+
+    from PIL import Image
+
+    if not (shutil.which("chromium") or shutil.which("google-chrome")):
+        import pytest
+
+        pytest.skip("PNG export needs Chrome/Chromium (Debian package 'chromium'; .ci/run installs it)")
+    out = runner.invoke(app, ["data", "explore", "mlearn-surfaces", "-o", str(tmp_path), "--data-dir", str(data_dir)])
+    assert out.exit_code == 0, out.output
+    assert "75 slabs, 6 bulks, 6 elements" in out.output and "13 Miller indices" in out.output
+    assert "5 reconstructed (6.7 %)" in out.output
+    for stem in ("mlearn-surfaces-surfaces-per-element", "mlearn-surfaces-gamma-per-element"):
+        html = (tmp_path / f"{stem}.html").read_text()
+        # self-contained: plotly.js embedded, no script fetched from the network
+        assert len(html) > 1_000_000 and re.search(r"<script[^>]*\bsrc=", html) is None
+        img = Image.open(tmp_path / f"{stem}.png").convert("L")
+        lo, hi = img.getextrema()
+        assert img.size[0] > 800 and hi - lo > 100  # not blank
+    html = (tmp_path / "mlearn-surfaces-gamma-per-element.html").read_text()
+    assert "surface energy γ (J\\u002fm²)" in html and "n=13" in html
+
+
+@needs_data
+def test_data_validate_cli(tmp_path, mlearn_surfaces):
+    from surfbench.data.userdata import write_user_dataset
+
+    good = write_user_dataset(mlearn_surfaces, tmp_path / "good.extxyz")
+    out = runner.invoke(app, ["data", "validate", str(good)])
+    assert out.exit_code == 0 and "OK, 75 slabs, 6 bulks" in out.output
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text(good.read_text().replace("energy=", "enrgy=", 1))
+    out = runner.invoke(app, ["data", "validate", str(bad)])
+    assert out.exit_code == 1 and "#0" in out.output and "missing energy" in out.output
