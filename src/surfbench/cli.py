@@ -246,6 +246,31 @@ data_app = typer.Typer(help="Data sets: validate users' files, explore a data se
 app.add_typer(data_app, name="data")
 
 
+@data_app.command("build")
+def data_build(
+    name: Annotated[str, typer.Argument(help="Data set to build: mp-surfaces.")],
+    api_key: Annotated[Optional[str], typer.Option(help="Materials Project API key (default: $MP_API_KEY).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder (default: <cache>/mp_surfaces).")] = None,
+    elements: Annotated[Optional[str], typer.Option(help="Only these elements, comma-separated.")] = None,
+) -> None:
+    """Build a data set from its source (mp-surfaces: the MP API)."""
+    from surfbench.data import mp_surfaces
+    from surfbench.data.errors import DataError
+    from surfbench.data.sources import cache_dir
+
+    if name != "mp-surfaces":
+        _fail(f"cannot build {name!r}; buildable: mp-surfaces")
+    try:
+        source = mp_surfaces.MPApiSource(api_key)
+        with console.status("fetching surface and thermo documents from the Materials Project"):
+            built = mp_surfaces.build(source, output or cache_dir() / "mp_surfaces",
+                                      elements.split(",") if elements else None)
+    except DataError as exc:
+        _fail(str(exc))
+    manifest = mp_surfaces.read_manifest(built.manifest)
+    console.print(f"wrote {built.data} and {built.manifest}: {manifest['counts']} (MP database {manifest['db_version']})")
+
+
 @data_app.command("validate")
 def data_validate(
     path: Annotated[Path, typer.Argument(help="extxyz or ASE database (.db) file of slabs and bulks.")],

@@ -26,6 +26,25 @@ def _mlearn_surfaces(data_dir: str | os.PathLike | None = None, download: bool =
     return load_mlearn_surfaces(data_dir, download=download)
 
 
+def _mp_surfaces(data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """The newest build of mp-surfaces found in the data folders (``mp_surfaces/*.manifest.json``)."""
+    from surfbench.data import mp_surfaces
+    from surfbench.data.sources import search_path
+
+    manifests = sorted(
+        (m for folder in search_path(data_dir) for m in (folder / "mp_surfaces").glob("*.manifest.json")),
+        key=lambda m: mp_surfaces.read_manifest(m)["db_version"],
+    )
+    if not manifests:
+        searched = ", ".join(str(f / "mp_surfaces") for f in search_path(data_dir))
+        raise DataError(
+            f"no build of mp-surfaces found (searched {searched}). Build it with 'surfbench data build "
+            "mp-surfaces' (needs an MP API key in MP_API_KEY and internet access), or pass the path of a "
+            "manifest with --dataset. No pinned public release of the build exists yet."
+        )
+    return mp_surfaces.load(manifests[-1])
+
+
 DATASETS: dict[str, DatasetInfo] = {
     "mlearn-surfaces": DatasetInfo(
         name="mlearn-surfaces",
@@ -38,6 +57,16 @@ DATASETS: dict[str, DatasetInfo] = {
         licence="BSD-3-Clause (Materials Virtual Lab)",
         loader=_mlearn_surfaces,
     ),
+    "mp-surfaces": DatasetInfo(
+        name="mp-surfaces",
+        description=(
+            "Materials Project elemental surfaces (1497 slabs, 138 bulks, 73 elements in the "
+            "paper's version), built with 'surfbench data build mp-surfaces' and an MP API key"
+        ),
+        reference="Tran et al., Sci. Data 3, 160080 (2016)",
+        licence="CC BY 4.0 (Materials Project)",
+        loader=_mp_surfaces,
+    ),
 }
 
 
@@ -45,6 +74,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     """A named data set, or a user's file (extxyz / ASE database, see
     :mod:`surfbench.data.userdata`) given by its path."""
     if name not in DATASETS and Path(name).is_file():
+        if name.endswith(".manifest.json"):
+            from surfbench.data.mp_surfaces import load
+
+            return load(name)
         from surfbench.data.userdata import load_user_dataset
 
         return load_user_dataset(name)
