@@ -86,7 +86,7 @@ def render_comparison(console: Console, results: pd.DataFrame, title: str) -> No
     t = Table(title=escape(title), title_justify="left")
     t.add_column("RMSE (ok/total)", justify="left")
     for _, r in runs.iterrows():
-        t.add_column(escape(r["model"]), justify="right")
+        t.add_column(escape(r["model"]), justify="right", overflow="fold")
     elements = sorted(set(per_el["element"].dropna()))
 
     def cell(m: pd.DataFrame, fp: str, q: str, **where: object) -> str:
