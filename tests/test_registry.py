@@ -56,7 +56,7 @@ def test_missing_package_gives_install_hint(tmp_path, monkeypatch):
     path = tmp_path / "extra.yaml"
     path.write_text(yaml.safe_dump([entry]))
     monkeypatch.setenv(ENV_EXTRA_REGISTRY, str(path))
-    monkeypatch.setattr("surfbench.models.loaders.chgnet.find_spec", lambda name: None)
+    monkeypatch.setattr("surfbench.models.base.find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match=r"pip install torch==2.13.0 'chgnet-not-installed>=9'"):
         load_model("chgnet-missing").fingerprint
 

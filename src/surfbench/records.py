@@ -52,17 +52,11 @@ def structure_hash(atoms: Atoms) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class BulkRecord:
-    """A bulk reference: DFT total energy (eV) of a periodic crystal."""
+class _StructureRecord:
+    """Properties shared by records holding ``atoms`` and a DFT total energy ``energy_ev``."""
 
-    id: str
-    element: str
-    atoms: Atoms = field(repr=False, compare=False)
+    atoms: Atoms
     energy_ev: float
-    split: str | None = None
-    source: str = ""
-    note: str = ""
 
     @property
     def n_atoms(self) -> int:
@@ -75,11 +69,26 @@ class BulkRecord:
 
     @property
     def content_hash(self) -> str:
+        """sha256 of the structure (see :func:`structure_hash`)."""
         return structure_hash(self.atoms)
 
 
 @dataclass(frozen=True)
-class SurfaceRecord:
+class BulkRecord(_StructureRecord):
+    """A bulk reference: DFT total energy (eV) of a periodic crystal."""
+
+    id: str
+    element: str
+    atoms: Atoms = field(repr=False, compare=False)
+    energy_ev: float
+    split: str | None = None
+    source: str = ""
+    note: str = ""
+
+
+
+@dataclass(frozen=True)
+class SurfaceRecord(_StructureRecord):
     """A slab with its DFT total energy and the bulk record it is referenced to.
 
     ``bulk_energy_per_atom_ev`` is copied from the referenced bulk at load time so that the
@@ -103,13 +112,6 @@ class SurfaceRecord:
     source: str = ""
     vacuum_axis: int = 2
 
-    @property
-    def n_atoms(self) -> int:
-        return len(self.atoms)
-
-    @property
-    def energy_per_atom_ev(self) -> float:
-        return self.energy_ev / self.n_atoms
 
     @property
     def area_a2(self) -> float:
@@ -119,10 +121,6 @@ class SurfaceRecord:
     @property
     def miller_str(self) -> str:
         return "".join(str(i) for i in self.miller) if self.miller else "unknown"
-
-    @property
-    def content_hash(self) -> str:
-        return structure_hash(self.atoms)
 
     def gamma_ev_per_a2(self, bulk_energy_per_atom_ev: float) -> float:
         """Surface energy (eV/Angstrom^2) of this slab's geometry for a given slab energy

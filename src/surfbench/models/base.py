@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,16 @@ def package_version(distribution: str) -> str:
         return "not-installed"
 
 
+def package_dir(import_name: str, spec: ModelSpec) -> Path:
+    """Folder of an installed package, found without importing it (no torch import)."""
+    found = find_spec(import_name)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"model {spec.name} needs the '{import_name}' package; install it with: {spec.install_hint}"
+        )
+    return Path(list(found.submodule_search_locations)[0])
+
+
 class ModelBackend(ABC):
     """How one family of potentials is fingerprinted and turned into an ASE calculator."""
 
@@ -125,6 +136,28 @@ class ModelBackend(ABC):
     @abstractmethod
     def calculator(self) -> Calculator:
         """Build the ASE calculator (the expensive part)."""
+
+    def user_weights_file(self) -> Path | None:
+        """The file given with ``--weights`` (checked), or None."""
+        if self.weights is None:
+            return None
+        path = Path(self.weights).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"{self.spec.name}: --weights {path} is not a file")
+        return path
+
+    def resolved_weights(self, what: str) -> Path:
+        """``--weights``, or the registry's source (model folder, cache, pinned download). An
+        entry without a source stands for any local ``what`` and needs ``--weights``."""
+        from surfbench.models.weights import resolve_weights
+
+        w = self.spec.weights or {}
+        if self.weights is None and not w.get("url") and not w.get("relpath"):
+            raise ModelLoadError(
+                f"model {self.spec.name} stands for any local {what}: give the file with "
+                f"--weights PATH (load_model({self.spec.name!r}, weights=PATH))"
+            )
+        return resolve_weights(self.spec, self.weights)
 
     #: factor that turns the calculator's stress into eV/Angstrom^3 (1 for ASE convention)
     stress_factor: float = 1.0

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from ase.calculators.calculator import Calculator
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_dir
 
 # Paths inside the chgnet package, as in chgnet.model.model.CHGNet.load
 _CHECKPOINTS = {
@@ -29,21 +28,11 @@ class ChgnetBackend(ModelBackend):
             raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(_CHECKPOINTS)}")
         self.variant = variant
 
-    def _package_dir(self) -> Path:
-        found = find_spec("chgnet")
-        if found is None or not found.submodule_search_locations:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'chgnet' package; install it with: {self.spec.install_hint}"
-            )
-        return Path(list(found.submodule_search_locations)[0])
-
     def weight_files(self) -> list[Path]:
-        if self.weights is not None:
-            path = Path(self.weights).expanduser()
-            if not path.is_file():
-                raise ModelLoadError(f"{self.spec.name}: --weights {path} is not a file")
-            return [path]
-        path = self._package_dir() / _CHECKPOINTS[self.variant]
+        user = self.user_weights_file()
+        if user is not None:
+            return [user]
+        path = package_dir("chgnet", self.spec) / _CHECKPOINTS[self.variant]
         if not path.is_file():
             raise ModelLoadError(f"{self.spec.name}: weight file {path} is missing from the chgnet package")
         return [path]

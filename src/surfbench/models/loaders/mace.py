@@ -24,7 +24,7 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_version
-from surfbench.models.weights import ENV_MODEL_DIR, resolve_weights
+from surfbench.models.weights import ENV_MODEL_DIR
 
 
 @contextlib.contextmanager
@@ -57,20 +57,10 @@ class MaceBackend(ModelBackend):
     def __init__(self, spec: ModelSpec, **kwargs: Any):
         super().__init__(spec, **kwargs)
 
-    def _is_local_only(self) -> bool:
-        w = self.spec.weights or {}
-        return not w.get("url") and not w.get("relpath")
-
     def weight_files(self) -> list[Path]:
-        if self.weights is None and self._is_local_only():
-            raise ModelLoadError(
-                f"model {self.spec.name} stands for any local MACE model file: give the file with "
-                f"--weights PATH (load_model({self.spec.name!r}, weights=PATH)); named MACE-MP-0 "
-                f"models are e.g. mace-mp-0-medium and mace-mp-0-l2"
-            )
-        # a pinned download when neither --weights nor $SURFBENCH_MODEL_DIR/cache has the file;
-        # offline, the error names the URL, --weights and $SURFBENCH_MODEL_DIR
-        return [resolve_weights(self.spec, self.weights)]
+        # --weights, $SURFBENCH_MODEL_DIR/cache, or the pinned download (offline, the error names
+        # the URL, --weights and $SURFBENCH_MODEL_DIR); mace-local needs --weights
+        return [self.resolved_weights("MACE model file (named MACE-MP-0 models: mace-mp-0-medium, mace-mp-0-l2)")]
 
     def calculator(self) -> Calculator:
         (path,) = self.weight_files()

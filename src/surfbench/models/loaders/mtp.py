@@ -57,7 +57,6 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.data import atomic_numbers, chemical_symbols
 
 from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
-from surfbench.models.weights import resolve_weights
 
 #: motep calculators kept, one per number of atoms (least recently used dropped first)
 MAX_CACHED_CALCULATORS = 16
@@ -229,17 +228,8 @@ class MtpBackend(ModelBackend):
         super().__init__(spec, **kwargs)
         self._species_arg = None if species is None else _to_atomic_numbers(species, f"model {spec.name}: species")
 
-    def _is_local_only(self) -> bool:
-        w = self.spec.weights or {}
-        return not w.get("url") and not w.get("relpath")
-
     def weight_files(self) -> list[Path]:
-        if self.weights is None and self._is_local_only():
-            raise ModelLoadError(
-                f"model {self.spec.name} stands for any local trained MTP file: give the .mtp file with "
-                f"--weights PATH (load_model({self.spec.name!r}, weights=PATH))"
-            )
-        return [resolve_weights(self.spec, self.weights)]
+        return [self.resolved_weights("trained MTP (.mtp) file")]
 
     def _hint(self, path: Path) -> str:
         return (

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from ase.calculators.calculator import Calculator
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_dir
 
 # Paths inside the sevenn package, as in sevenn._const / sevenn.util.pretrained_name_to_path
 _CHECKPOINTS = {
@@ -63,21 +62,11 @@ class SevenNetBackend(ModelBackend):
         self.model = model
         self.modal = modal
 
-    def _package_dir(self) -> Path:
-        found = find_spec("sevenn")
-        if found is None or not found.submodule_search_locations:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'sevenn' package; install it with: {self.spec.install_hint}"
-            )
-        return Path(list(found.submodule_search_locations)[0])
-
     def weight_files(self) -> list[Path]:
-        if self.weights is not None:
-            path = Path(self.weights).expanduser()
-            if not path.is_file():
-                raise ModelLoadError(f"{self.spec.name}: --weights {path} is not a file")
-            return [path]
-        path = self._package_dir() / _CHECKPOINTS[self.model]
+        user = self.user_weights_file()
+        if user is not None:
+            return [user]
+        path = package_dir("sevenn", self.spec) / _CHECKPOINTS[self.model]
         if not path.is_file():
             raise ModelLoadError(
                 f"{self.spec.name}: checkpoint {path} is missing from the sevenn package "
