@@ -237,6 +237,7 @@ def test_slab_pbc_and_energies_match_nequip(ckpt_model, tiny_model, tmp_path):
     frames += [mixed, periodic]
     for f in frames:
         f.calc = None
+        f.info = {}
     xyz = tmp_path / "frames.xyz"
     ase.io.write(xyz, frames, format="extxyz")
     proc = subprocess.run([str(NEQUIP_PYTHON), "-c", DIRECT, str(tiny_model["ckpt"]), str(xyz), ",".join(TYPE_NAMES)],
@@ -290,9 +291,10 @@ def test_stress_is_ev_per_a3(ckpt_model):
 
 
 @needs_env
-def test_fingerprint(ckpt_model, tiny_model):
-    fp = ckpt_model.fingerprint
-    assert "calculator" not in ckpt_model.__dict__  # fingerprinting does not build the model
+def test_fingerprint(tiny_model):
+    model = load_model("nequip-local", weights=str(tiny_model["ckpt"]))
+    fp = model.fingerprint
+    assert "calculator" not in model.__dict__  # fingerprinting does not build the model
     assert fp.weights_sha256 == sha256_files([tiny_model["ckpt"]])
     assert fp.package == "nequip" and fp.dtype == "float64"
     env_version = subprocess.run(
@@ -301,8 +303,10 @@ def test_fingerprint(ckpt_model, tiny_model):
     ).stdout.strip()
     assert fp.package_version == env_version and env_version.startswith("0.19.")
     assert fp.package_version != package_version("nequip") or find_spec("nequip") is not None
+    model.backend._worker().close()
     same = load_model("nequip-local", weights=str(tiny_model["ckpt"]), dtype="float64")
     assert same.fingerprint.id == fp.id
+    same.backend._worker().close()
 
 
 @needs_env
@@ -339,3 +343,18 @@ def test_package_compiled_and_renamed_files(ckpt_model, tiny_model, tmp_path):
         assert _energy(slab, model.calculator) == pytest.approx(reference, abs=1e-6), f
         model.backend._worker().close()  # one worker at a time
     assert len(ids) == 1 + len(files) + len(renamed)
+
+
+@needs_env
+def test_float32_model(tmp_path_factory):
+    """A model trained in float32 is a float32 model: recorded so, and float64 is refused."""
+    folder = tmp_path_factory.getbasetemp() / "nequip-model-float32"
+    ckpt, _ = train_tiny_model(NEQUIP_PYTHON, folder, SHARED_DATA if SHARED_DATA.is_dir() else None,
+                               epochs=1, dtype="float32")
+    model = load_model("nequip-local", weights=str(ckpt))
+    assert model.fingerprint.dtype == "float32"
+    e = _energy(_slab(), model.calculator)
+    assert np.isfinite(e)
+    model.backend._worker().close()
+    with pytest.raises(ModelLoadError, match="float32 model"):
+        load_model("nequip-local", weights=str(ckpt), dtype="float64").fingerprint

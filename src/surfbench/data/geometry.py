@@ -216,6 +216,15 @@ def symmetry_order(atoms: Atoms, symprec: float = 1e-3) -> int:
     return len({np.asarray(r, dtype=int).tobytes() for r in sym["rotations"]})
 
 
+def conventional_cell(atoms: Atoms) -> tuple[np.ndarray, int, str]:
+    """Conventional standard lattice (3x3, rows, Angstrom), space-group number and crystal
+    system of a bulk crystal (symprec 0.1 Angstrom, as for the Miller families): the frame in
+    which Miller indices and Wulff shapes are defined."""
+    sga = SpacegroupAnalyzer(_structure(atoms), symprec=_BULK_SYMPREC)
+    conv = sga.get_conventional_standard_structure()
+    return np.array(conv.lattice.matrix), int(sga.get_space_group_number()), str(sga.get_crystal_system())
+
+
 # --------------------------------------------------------------------------- Miller index
 
 

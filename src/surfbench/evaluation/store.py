@@ -27,7 +27,7 @@ from surfbench.models.base import Fingerprint
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
 STORE_NAME = "surfbench.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS records (
     dft_gamma_j_per_m2 REAL,
     content_hash TEXT NOT NULL,
     source TEXT,
+    bulk_lattice TEXT,
+    spacegroup INTEGER,
     PRIMARY KEY (dataset, record_id)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -103,6 +105,10 @@ class ResultStore:
         columns = {row[1] for row in self._con.execute("PRAGMA table_info(results)")}
         if "threads" not in columns:  # schema 1 -> 2
             self._con.execute("ALTER TABLE results ADD COLUMN threads INTEGER")
+        record_columns = {row[1] for row in self._con.execute("PRAGMA table_info(records)")}
+        if "bulk_lattice" not in record_columns:  # schema 2 -> 3
+            self._con.execute("ALTER TABLE records ADD COLUMN bulk_lattice TEXT")
+            self._con.execute("ALTER TABLE records ADD COLUMN spacegroup INTEGER")
         self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -116,25 +122,37 @@ class ResultStore:
 
     # ------------------------------------------------------------------ records/models
     def put_records(self, dataset: Dataset) -> None:
-        rows = []
-        for b in dataset.bulks.values():
-            rows.append(self._record_row(dataset.name, b))
-        for s in dataset.surfaces:
-            rows.append(self._record_row(dataset.name, s))
+        """Store the records (once per structure hash: bulk symmetry analysis is not redone)."""
+        known = dict(self._con.execute(
+            "SELECT record_id, content_hash FROM records WHERE dataset=? "
+            "AND NOT (kind='bulk' AND bulk_lattice IS NULL)", (dataset.name,)).fetchall())
+        rows = [
+            self._record_row(dataset.name, r)
+            for r in [*dataset.bulks.values(), *dataset.surfaces]
+            if known.get(r.id) != r.content_hash
+        ]
         with self._con:
             self._con.executemany(
-                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
 
     @staticmethod
     def _record_row(dataset: str, r: BulkRecord | SurfaceRecord) -> tuple:
         if isinstance(r, BulkRecord):
+            from surfbench.data.geometry import conventional_cell
+
+            try:
+                lattice, spacegroup, _ = conventional_cell(r.atoms)
+                lattice_json = json.dumps(lattice.tolist())
+            except Exception:  # symmetry analysis failing must not stop a run; Wulff shapes need it
+                lattice_json, spacegroup = None, None
             return (dataset, r.id, "bulk", r.element, r.split, None, None, None, r.n_atoms, None,
-                    r.energy_ev, None, r.energy_per_atom_ev, None, r.content_hash, r.source)
+                    r.energy_ev, None, r.energy_per_atom_ev, None, r.content_hash, r.source,
+                    lattice_json, spacegroup)
         return (dataset, r.id, "slab", r.element, r.split, r.miller_str if r.miller else None,
                 r.miller_source, None if r.reconstructed is None else int(r.reconstructed),
                 r.n_atoms, r.area_a2, r.energy_ev, r.bulk_id, r.bulk_energy_per_atom_ev,
-                r.dft_gamma_j_per_m2, r.content_hash, r.source)
+                r.dft_gamma_j_per_m2, r.content_hash, r.source, None, None)
 
     def put_model(self, fingerprint: Fingerprint, details: dict) -> None:
         payload = json.dumps({"fingerprint": fingerprint.__dict__, **details}, sort_keys=True, default=str)
@@ -192,6 +210,13 @@ class ResultStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return self.frame(sql + " ORDER BY r.dataset, rec.kind, r.record_id", params)
+
+    def records(self, dataset: str | None = None) -> pd.DataFrame:
+        """The stored records (DFT side), with the bulk's conventional lattice (JSON, Angstrom)
+        and space group for bulk records."""
+        if dataset is None:
+            return self.frame("SELECT * FROM records ORDER BY dataset, kind, record_id")
+        return self.frame("SELECT * FROM records WHERE dataset=? ORDER BY kind, record_id", (dataset,))
 
     def runs(self) -> pd.DataFrame:
         """(data set, model fingerprint, protocol) combinations present, with counts."""
