@@ -149,7 +149,8 @@ def train_tiny_model(python: Path, folder: Path, data_dir: Path | None, *, epoch
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(python.parent / "nequip-train"), "-cp", str(conf.resolve()), "-cn", "tiny", f"hydra.run.dir={out.resolve()}"],
+        [str(python.parent / "nequip-train"), "-cp", str(conf.resolve()), "-cn", "tiny",
+         f"hydra.run.dir={out.resolve()}"],
         cwd=folder, env=env, capture_output=True, text=True, timeout=600,
     )
     seconds = time.perf_counter() - start

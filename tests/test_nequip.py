@@ -358,3 +358,28 @@ def test_float32_model(tmp_path_factory):
     model.backend._worker().close()
     with pytest.raises(ModelLoadError, match="float32 model"):
         load_model("nequip-local", weights=str(ckpt), dtype="float64").fingerprint
+
+
+FALLBACK = r"""
+import json, sys
+from surfbench.models.base import ModelSpec
+from surfbench.models.loaders import nequip as loader
+
+spec = ModelSpec(name="nequip-test", backend="surfbench.models.loaders.nequip:NequipBackend", package="nequip",
+                 weights={"source": "local"})
+def no_config(path):
+    raise KeyError("model_dtype")  # as for a fine-tuned model whose config names another file
+loader._checkpoint_hparams = no_config
+backend = loader.NequipBackend(spec, weights=sys.argv[1])
+print(json.dumps({"info": backend.model_info, "dtype": backend.fingerprint().dtype}))
+"""
+
+
+@needs_env
+def test_dtype_from_the_loaded_model(tiny_model):
+    """Where the checkpoint's config does not name model_dtype, the model is loaded to read it."""
+    proc = subprocess.run([str(NEQUIP_PYTHON), "-c", FALLBACK, str(tiny_model["ckpt"])],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"info": {"model_dtype": "float64", "type_names": list(TYPE_NAMES)}, "dtype": "float64"}

@@ -1,4 +1,4 @@
-"""Command-line interface: ``surfbench run | table | datasets | models | export``."""
+"""Command-line interface: ``surfbench run | table | report | datasets | models | export``."""
 
 from __future__ import annotations
 
@@ -181,6 +181,41 @@ def table(
 
 
 @app.command()
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write; JSON, CSV and a figures folder go beside it.")] = Path("report.html"),
+    workdir: WorkdirOpt = Path("."),
+    models: Annotated[str, typer.Option("--models", help="'all' or model names (or fingerprints) separated by commas.")] = "all",
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: the only one in the store).")] = None,
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol of the runs.")] = "static",
+    png: Annotated[bool, typer.Option(help="Also write every figure as PNG (needs Chrome/Chromium for kaleido).")] = True,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Write a self-contained HTML report comparing stored runs on one data set (reads only the
+    store: no model or data file is loaded), with its numbers as JSON/CSV and the figures as
+    HTML/PNG beside it."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.report.html import ReportError, build_report
+
+    if not (workdir / STORE_NAME).is_file():
+        _fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
+    if n_boot < 1:
+        _fail("--n-boot must be at least 1")
+    with ResultStore(workdir) as store:
+        try:
+            with console.status("building the report"):
+                path = build_report(store, dataset, models, protocol, output, png=png, n_boot=n_boot, seed=seed)
+        except ReportError as exc:
+            _fail(str(exc))
+    meta = json.loads(path.with_name(path.stem + "-metrics.json").read_text(encoding="utf-8"))
+    for warning in meta.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"wrote {path} ({len(meta['model_order'])} models on {meta['dataset']}, {meta['protocol']})")
+    console.print(f"  numbers: {path.with_name(path.stem + '-metrics.json')} and {path.stem}-*.csv")
+    console.print(f"  figures: {meta['figures']['folder']}")
+
+
+@app.command()
 def datasets(
     details: Annotated[bool, typer.Option(help="Load each data set and print its summary and notes.")] = False,
     data_dir: DataDirOpt = None,
@@ -215,10 +250,10 @@ def models(
     for col in ("name", "family", "package", "parameters", "training set", "level of theory", "weights", "here"):
         t.add_column(col)
     for s in list_specs():
-        if s.package and package_version(s.package) == "not-installed":
+        if s.python:
+            here = f"worker in {s.python}"
+        elif s.package and package_version(s.package) == "not-installed":
             here = "[red]package missing[/]"
-        elif s.python:
-            here = f"env {s.python}"
         elif s.weights.get("source") == "download":
             try:
                 resolve_weights(s, download=False)

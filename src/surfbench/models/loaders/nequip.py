@@ -56,8 +56,8 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 from ase.data import chemical_symbols
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_version
-from surfbench.models.weights import ENV_MODEL_DIR, resolve_weights
+from surfbench.models.base import Fingerprint, ModelBackend, ModelLoadError, ModelSpec, package_version
+from surfbench.models.weights import ENV_MODEL_DIR
 
 #: the kinds of NequIP model file, and the file-name ending nequip's loaders dispatch on
 COMPILED = "aotinductor"
@@ -184,26 +184,20 @@ class NequipBackend(ModelBackend):
             bad = [s for s in species_map if s not in chemical_symbols[1:]]
             if bad or not all(isinstance(t, str) for t in species_map.values()):
                 raise ModelLoadError(
-                    f"model {spec.name}: species_map must map element symbols to the model's type names, got {species_map!r}"
+                    f"model {spec.name}: species_map must map element symbols to the model's type names, "
+                    f"got {species_map!r}"
                 )
         self.species_map = dict(species_map) if species_map is not None else None
         self._links: tempfile.TemporaryDirectory | None = None
 
     # --- the file --------------------------------------------------------------------------
 
-    def _is_local_only(self) -> bool:
-        w = self.spec.weights or {}
-        return not w.get("url") and not w.get("relpath")
-
     def weight_files(self) -> list[Path]:
-        if self.weights is None and self._is_local_only():
-            raise ModelLoadError(
-                f"model {self.spec.name} stands for any local NequIP model file: give the file with "
-                f"--weights PATH (load_model({self.spec.name!r}, weights=PATH)): a compiled model "
-                "(nequip-compile --mode aotinductor --device cpu --target ase, *.nequip.pt2), a "
-                "packaged model (*.nequip.zip) or a training checkpoint (*.ckpt)"
-            )
-        return [resolve_weights(self.spec, self.weights)]
+        # --weights (nequip-local), or a registry entry's model folder / cache / pinned download
+        return [self.resolved_weights(
+            "NequIP model file: a compiled model (nequip-compile --mode aotinductor --device cpu "
+            "--target ase, *.nequip.pt2), a packaged model (*.nequip.zip) or a training checkpoint (*.ckpt)"
+        )]
 
     @cached_property
     def path(self) -> Path:
@@ -239,7 +233,7 @@ class NequipBackend(ModelBackend):
         return info
 
     def _load_metadata(self) -> dict[str, Any]:
-        calc = self._build()
+        calc = self._build(species_map={})  # no species needed to read the metadata
         model = calc.model
         meta = getattr(model, "metadata", None)
         if meta is None:
@@ -249,7 +243,9 @@ class NequipBackend(ModelBackend):
     def _check_dtype(self) -> None:
         model_dtype = self.model_info["model_dtype"]
         if model_dtype not in self.supported_dtypes:
-            raise ModelLoadError(f"model {self.spec.name}: {self.path} has model_dtype {model_dtype!r}, not supported here")
+            raise ModelLoadError(
+                f"model {self.spec.name}: {self.path} has model_dtype {model_dtype!r}, not supported here"
+            )
         if self.requested_dtype is not None and self.requested_dtype != model_dtype:
             raise ModelLoadError(
                 f"model {self.spec.name}: {self.path} is a {model_dtype} model (its model_dtype); a NequIP "
@@ -265,7 +261,8 @@ class NequipBackend(ModelBackend):
             unknown = sorted(set(self.species_map.values()) - set(type_names))
             if unknown:
                 raise ModelLoadError(
-                    f"model {self.spec.name}: species_map names types {unknown} that the model lacks; its types: {type_names}"
+                    f"model {self.spec.name}: species_map names types {unknown} that the model lacks; "
+                    f"its types: {type_names}"
                 )
             return dict(self.species_map)
         not_elements = [t for t in type_names if t not in chemical_symbols[1:]]
@@ -282,7 +279,7 @@ class NequipBackend(ModelBackend):
     def options(self) -> dict[str, Any]:
         return {"species_map": self.species_map} if self.species_map is not None else {}
 
-    def fingerprint(self):  # noqa: ANN201 - Fingerprint
+    def fingerprint(self) -> Fingerprint:
         self._check_dtype()
         return super().fingerprint()
 
@@ -290,7 +287,10 @@ class NequipBackend(ModelBackend):
         """The file under the name nequip's loaders dispatch on (they look at the ending)."""
         kind, path = self.file_format, self.path
         suffix = _SUFFIX[kind]
-        fits = path.name.endswith(suffix) if kind != CHECKPOINT else not path.name.endswith((".nequip.zip", ".nequip.pt2", ".nequip.pth"))
+        if kind == CHECKPOINT:  # nequip takes anything not named *.nequip.zip for a checkpoint
+            fits = not path.name.endswith((".nequip.zip", ".nequip.pt2", ".nequip.pth"))
+        else:
+            fits = path.name.endswith(suffix)
         if fits:
             return path
         if self._links is None:
@@ -310,14 +310,18 @@ class NequipBackend(ModelBackend):
             try:
                 from nequip.integrations.ase import NequIPCalculator
             except ImportError as exc:
-                raise ModelLoadError(f"model {self.spec.name} needs the 'nequip' package ({exc}); {_ENV_HINT}") from exc
+                raise ModelLoadError(
+                    f"model {self.spec.name} needs the 'nequip' package ({exc}); {_ENV_HINT}"
+                ) from exc
             try:
                 if kind == COMPILED:
                     return NequIPCalculator.from_compiled_model(
-                        str(self._named_link()), device=self.device, chemical_species_to_atom_type_map=species_map
+                        str(self._named_link()), device=self.device,
+                        chemical_species_to_atom_type_map=species_map,
                     )
                 return NequIPCalculator._from_saved_model(
-                    str(self._named_link()), device=self.device, chemical_species_to_atom_type_map=species_map
+                    str(self._named_link()), device=self.device,
+                    chemical_species_to_atom_type_map=species_map,
                 )
             except Exception as exc:  # unpickling / AOTI loading raise anything
                 raise ModelLoadError(
