@@ -1,1 +1,1 @@
-"""Presentation of results: console tables (and, later, the HTML report)."""
+"""Presentation of results: console tables, figures and the self-contained HTML report."""
