@@ -12,12 +12,17 @@ class FigureExportError(RuntimeError):
     """A PNG could not be written (kaleido found no Chrome/Chromium)."""
 
 
-def save_figure(fig: go.Figure, stem: str | Path, *, png: bool = True, scale: float = 2.0) -> list[Path]:
-    """Write ``<stem>.html`` and ``<stem>.png``; return the paths written."""
+def save_figure(
+    fig: go.Figure, stem: str | Path, *, png: bool = True, scale: float = 2.0, include_plotlyjs: bool | str = True
+) -> list[Path]:
+    """Write ``<stem>.html`` and ``<stem>.png``; return the paths written.
+
+    ``include_plotlyjs=True`` embeds plotly.js (4.8 MB) in the HTML; ``"directory"`` writes
+    one ``plotly.min.js`` beside it that every figure of the folder shares (still offline)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     html = stem.with_suffix(".html")
-    fig.write_html(html, include_plotlyjs=True, full_html=True)
+    fig.write_html(html, include_plotlyjs=include_plotlyjs, full_html=True)
     written = [html]
     if png:
         out = stem.with_suffix(".png")

@@ -431,7 +431,7 @@ def _write_figures(figs: _Figures, fig_dir: Path, png: bool, warnings: list[str]
                 try:
                     with _warnings.catch_warnings():
                         _warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-                        save_figure(fig, fig_dir / name, png=png)
+                        save_figure(fig, fig_dir / name, png=png, include_plotlyjs="directory")
                     break
                 except FigureExportError as exc:
                     if attempt == 2:

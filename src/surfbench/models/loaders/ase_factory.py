@@ -49,14 +49,19 @@ class AseFactoryBackend(ModelBackend):
         self._weight_files = [Path(p).expanduser() for p in (weight_files or [])]
 
     def package_version(self) -> str:
+        """The distribution that really holds the factory's module (a top-level name such as
+        ``tests`` can belong to several installed distributions, or to none)."""
+        module, _ = _import_factory(self.factory, self.spec.name)
+        source = Path(inspect.getsourcefile(module) or "").resolve()
         top = self.factory.split(":")[0].split(".")[0]
-        names = metadata.packages_distributions().get(top, [top])
-        for name in names:
+        for name in metadata.packages_distributions().get(top, []):
             try:
-                return f"{name} {metadata.version(name)}"
+                root = Path(metadata.distribution(name).locate_file(top)).resolve()
             except metadata.PackageNotFoundError:
                 continue
-        return "unversioned"
+            if source.is_relative_to(root):
+                return f"{name} {metadata.version(name)}"
+        return f"unversioned ({source})"
 
     def weight_files(self) -> list[Path]:
         module, _ = _import_factory(self.factory, self.spec.name)
