@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import yaml
 from ase.build import bulk, fcc111
 
@@ -28,6 +29,7 @@ from surfbench.models import ModelLoadError, get_spec, load_model  # noqa: E402
 from surfbench.models.base import package_version, sha256_files  # noqa: E402
 from surfbench.models.loaders.mtp import normalise_mtp_text  # noqa: E402
 from tests.conftest import REPO, SHARED_DATA  # noqa: E402
+from tests.checks import assert_stress_is_strain_derivative  # noqa: E402
 
 MTP_DIR = REPO.parent / "shared" / "models" / "mtp"
 INITIAL = MTP_DIR / "level04-initial.mtp"
@@ -244,19 +246,9 @@ def test_forces_and_stress_against_finite_differences(trained):
             fd[i, k] = -(_energy(plus, calc) - _energy(minus, calc)) / (2 * h)
     np.testing.assert_allclose(forces, fd, atol=1e-4)
 
-    volume = base.get_volume()
     assert np.all(np.abs(np.diag(stress)) > 1e-3)
 
-    def energy(eps: np.ndarray) -> float:
-        a = base.copy()
-        a.set_cell(base.cell @ (np.eye(3) + eps), scale_atoms=True)
-        return _energy(a, calc)
-
-    for i, j in [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]:
-        eps = np.zeros((3, 3))
-        eps[i, j] = eps[j, i] = h / 2 if i != j else h
-        fd_s = (energy(eps) - energy(-eps)) / (2 * h) / volume
-        assert stress[i, j] == pytest.approx(fd_s, rel=2e-2, abs=1e-7), (i, j, stress[i, j], fd_s)
+    assert_stress_is_strain_derivative(base, calc, stress, h=h)
 
 
 @needs_inputs

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ase.build import bulk, fcc111
 
 from surfbench.models import ModelLoadError, get_spec, load_model
@@ -36,6 +37,7 @@ from surfbench.models.isolated import resolve_python
 from surfbench.models.loaders.nequip import CHECKPOINT, NequipBackend, detect_format
 from tests.conftest import SHARED_DATA
 from tests.nequip_model import TYPE_NAMES, run_tool, train_tiny_model, training_frames
+from tests.checks import assert_stress_is_strain_derivative
 
 
 def _nequip_env() -> tuple[Path | None, str]:
@@ -274,20 +276,9 @@ def test_stress_is_ev_per_a3(ckpt_model):
     atoms = base.copy()
     atoms.calc = calc
     stress = atoms.get_stress(voigt=False)
-    volume = base.get_volume()
     assert np.abs(np.diag(stress)).max() > 1e-3
 
-    def energy(eps):
-        a = base.copy()
-        a.set_cell(base.cell @ (np.eye(3) + eps), scale_atoms=True)
-        return _energy(a, calc)
-
-    h = 1e-4
-    for i, j in [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]:
-        eps = np.zeros((3, 3))
-        eps[i, j] = eps[j, i] = h / 2 if i != j else h
-        fd = (energy(eps) - energy(-eps)) / (2 * h) / volume
-        assert stress[i, j] == pytest.approx(fd, rel=2e-2, abs=1e-7), (i, j, stress[i, j], fd)
+    assert_stress_is_strain_derivative(base, calc, stress, h=1e-4)
 
 
 @needs_env
