@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ase.build import bulk, fcc111
 
 pytest.importorskip("mace.calculators", reason="mace-torch is not installed")
