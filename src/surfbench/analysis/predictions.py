@@ -2,9 +2,13 @@
 
 Surface energy of the model: gamma_ML = (E_slab^ML - n * e_bulk^ML) / (2 A), with the model's
 own bulk energy per atom on the same bulk record as DFT (so constant energy offsets cancel).
+A is the DFT slab's area, or for protocols that change the in-plane cell (relaxed) the area
+the protocol stored with the result (``extra.area_a2``).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,6 +18,15 @@ from surfbench.units import EV_PER_A2_IN_J_PER_M2
 NO_BULK_REFERENCE = "no_bulk_reference"
 BULK_MISSING = "bulk_not_evaluated"
 BULK_FAILED = "bulk_failed"
+
+
+def _extra_area(extra, area_a2: float) -> float:
+    """The protocol's slab area (Angstrom^2) from a result's extras, else the DFT area."""
+    if isinstance(extra, str) and extra:
+        value = json.loads(extra).get("area_a2")
+        if value is not None:
+            return float(value)
+    return float(area_a2)
 
 
 def bulk_predictions(results: pd.DataFrame) -> pd.DataFrame:
@@ -40,7 +53,8 @@ def slab_predictions(results: pd.DataFrame) -> pd.DataFrame:
     ok = s["status"] == "ok"
     s["e_pred_per_atom_ev"] = np.where(ok, s["energy_ev"] / s["n_atoms"], np.nan)
     s["error_e_per_atom_ev"] = s["e_pred_per_atom_ev"] - s["e_dft_per_atom_ev"]
-    gamma = (s["energy_ev"] - s["n_atoms"] * s["bulk_e_pred_per_atom_ev"]) / (2.0 * s["area_a2"])
+    s["pred_area_a2"] = [_extra_area(e, a) for e, a in zip(s.get("extra", [None] * len(s)), s["area_a2"])]
+    gamma = (s["energy_ev"] - s["n_atoms"] * s["bulk_e_pred_per_atom_ev"]) / (2.0 * s["pred_area_a2"])
     failure = pd.Series([None] * len(s), index=s.index, dtype=object)
     failure[~ok] = s.loc[~ok, "failure_kind"]
     no_ref = ok & s["bulk_id"].isna()

@@ -340,6 +340,28 @@ def _slab_heights(slab: Atoms, axis: int) -> np.ndarray:
     return np.sort(np.mod(f - start, 1.0) * repeat)
 
 
+def layer_indices(slab: Atoms, axis: int, tol: float = 0.3) -> np.ndarray:
+    """Per-atom index (0 = bottom) of the atomic layer each atom of a slab belongs to, along
+    the slab's normal (the slab made whole across the periodic boundary of the vacuum axis;
+    a new layer starts where a height is more than ``tol`` Angstrom above the layer's first)."""
+    cell = np.asarray(slab.cell.array, dtype=float)
+    j, k = _other_axes(axis)
+    repeat = _cell_volume(cell) / float(np.linalg.norm(np.cross(cell[j], cell[k])))
+    frac = np.mod(np.linalg.solve(cell.T, np.asarray(slab.positions, dtype=float).T).T[:, axis], 1.0)
+    f = np.sort(frac)
+    steps = np.append(np.diff(f), f[0] + 1.0 - f[-1])
+    start = f[(int(np.argmax(steps)) + 1) % len(f)]
+    heights = np.mod(frac - start, 1.0) * repeat
+    order = np.argsort(heights)
+    layers = np.empty(len(slab), dtype=int)
+    layer, first = 0, heights[order[0]]
+    for i in order:
+        if heights[i] - first > tol:
+            layer, first = layer + 1, heights[i]
+        layers[i] = layer
+    return layers
+
+
 def _stacking_error(heights: np.ndarray, family: _Family) -> float | None:
     """How far a slab's stacking of atomic layers along its normal is from the bulk's stacking
     along the family's normal (dimensionless).

@@ -42,10 +42,18 @@ class Protocol(ABC):
     """How one structure is evaluated with a calculator."""
 
     name: str
+    #: slabs need their bulk's result under the same protocol (the runner passes it)
+    needs_bulk: bool = False
 
     @abstractmethod
     def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
         """Evaluate one structure; never raises for a failing structure."""
+
+    def calc_record(self, record, calculator: Calculator, bulk_result: dict | None = None) -> Outcome:
+        """Evaluate one data set record. ``bulk_result`` (for slabs of protocols with
+        ``needs_bulk``) is the stored result of the slab's bulk: status, failure_kind,
+        energy_ev, extra."""
+        return self.calc(record.atoms, calculator)
 
     def calc_many(self, structures: Iterable[Atoms], calculator: Calculator) -> Iterator[Outcome]:
         for atoms in structures:
@@ -74,11 +82,18 @@ class StaticProtocol(Protocol):
         return Outcome(status="ok", energy_ev=energy, wall_s=wall)
 
 
-PROTOCOLS: dict[str, type[Protocol]] = {"static": StaticProtocol}
+PROTOCOLS: dict[str, str] = {
+    "static": "surfbench.evaluation.protocols:StaticProtocol",
+    "relaxed": "surfbench.evaluation.relax:RelaxedProtocol",
+}
 
 
-def get_protocol(name: str) -> Protocol:
+def get_protocol(name: str, **settings) -> Protocol:
+    """A protocol by name (``static``, ``relaxed``), with its settings as keyword arguments."""
+    import importlib
+
     try:
-        return PROTOCOLS[name]()
+        module, _, cls = PROTOCOLS[name].partition(":")
     except KeyError:
         raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+    return getattr(importlib.import_module(module), cls)(**settings)

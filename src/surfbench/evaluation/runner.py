@@ -111,7 +111,10 @@ def run(
                 UNSUPPORTED_ELEMENT, f"{model.name} has no parameters for {record.element}"
             )
         else:
-            outcome = proto.calc(record.atoms, calculator)
+            bulk_result = None
+            if proto.needs_bulk and isinstance(record, SurfaceRecord) and record.bulk_id is not None:
+                bulk_result = store.get_result(dataset.name, record.bulk_id, fp.id, proto.name)
+            outcome = proto.calc_record(record, calculator, bulk_result)
         store.put_result(dataset.name, record.id, fp.id, proto.name, record.content_hash, outcome, model.device, n_threads)
         summary.computed += 1
         if outcome.status != "ok":

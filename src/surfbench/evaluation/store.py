@@ -6,7 +6,11 @@ Tables:
   that tables can be reprinted from the store alone;
 * ``models``: one row per model fingerprint with its details;
 * ``results``: one row per (data set, record id, model fingerprint, protocol) with the
-  predicted total energy (eV), status, failure kind, timings.
+  predicted total energy (eV), status, failure kind, timings and protocol extras (JSON:
+  relaxation steps, RMSD, relaxed area, ...);
+* ``frame_results``: one row per (frame set, frame id, model fingerprint, protocol) of a
+  single point on a labelled DFT frame: energy (eV) and forces (eV/Angstrom, JSON), used by
+  the softening analysis.
 
 Every result is committed as soon as it is computed (WAL journal), so a killed run loses
 nothing already finished and a rerun computes only what is missing.
@@ -27,7 +31,7 @@ from surfbench.models.base import Fingerprint
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
 STORE_NAME = "surfbench.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -73,6 +77,21 @@ CREATE TABLE IF NOT EXISTS results (
     extra TEXT,
     created_at TEXT NOT NULL,
     PRIMARY KEY (dataset, record_id, fingerprint, protocol)
+);
+CREATE TABLE IF NOT EXISTS frame_results (
+    frameset TEXT NOT NULL,
+    frame_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    failure_kind TEXT,
+    message TEXT,
+    energy_ev REAL,
+    forces_ev_per_a TEXT,
+    wall_s REAL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (frameset, frame_id, fingerprint, protocol)
 );
 """
 
@@ -163,6 +182,45 @@ class ResultStore:
             )
 
     # ------------------------------------------------------------------ results
+    def get_result(self, dataset: str, record_id: str, fingerprint: str, protocol: str) -> dict | None:
+        """One stored result (status, failure_kind, energy_ev, extra as a dict) or None."""
+        row = self._con.execute(
+            "SELECT status, failure_kind, energy_ev, extra FROM results WHERE dataset=? AND record_id=? "
+            "AND fingerprint=? AND protocol=?", (dataset, record_id, fingerprint, protocol)).fetchone()
+        if row is None:
+            return None
+        return {"status": row[0], "failure_kind": row[1], "energy_ev": row[2],
+                "extra": json.loads(row[3]) if row[3] else {}}
+
+    # ------------------------------------------------------------------ frame results
+    def frames_done(self, frameset: str, fingerprint: str, protocol: str) -> dict[str, str]:
+        """frame id -> content hash of the frame results already stored."""
+        return dict(self._con.execute(
+            "SELECT frame_id, content_hash FROM frame_results WHERE frameset=? AND fingerprint=? AND protocol=?",
+            (frameset, fingerprint, protocol)).fetchall())
+
+    def put_frame_result(
+        self, frameset: str, frame_id: str, fingerprint: str, protocol: str, content_hash: str,
+        outcome: Outcome, forces_ev_per_a=None,
+    ) -> None:
+        forces = None if forces_ev_per_a is None else json.dumps([[round(float(x), 6) for x in row] for row in forces_ev_per_a])
+        with self._con:
+            self._con.execute(
+                "INSERT OR REPLACE INTO frame_results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (frameset, frame_id, fingerprint, protocol, content_hash, outcome.status, outcome.failure_kind,
+                 outcome.message, outcome.energy_ev, forces, outcome.wall_s, _now()),
+            )
+
+    def frame_results(self, frameset: str, fingerprint: str | None = None, protocol: str = "single-point") -> pd.DataFrame:
+        """Stored frame results (forces as JSON text) with the model name."""
+        sql = ("SELECT f.*, m.name AS model FROM frame_results f LEFT JOIN models m ON m.fingerprint=f.fingerprint "
+               "WHERE f.frameset=? AND f.protocol=?")
+        params: list = [frameset, protocol]
+        if fingerprint is not None:
+            sql += " AND f.fingerprint=?"
+            params.append(fingerprint)
+        return self.frame(sql + " ORDER BY f.frame_id", params)
+
     def done(self, dataset: str, fingerprint: str, protocol: str, *, include_failed: bool = True) -> dict[str, str]:
         """record id -> content hash of the results already stored."""
         sql = "SELECT record_id, content_hash FROM results WHERE dataset=? AND fingerprint=? AND protocol=?"
@@ -203,7 +261,7 @@ class ResultStore:
             "rec.kind, rec.element, rec.split, rec.miller, rec.miller_source, rec.reconstructed, "
             "rec.n_atoms, rec.area_a2, rec.dft_energy_ev, rec.bulk_id, "
             "rec.dft_bulk_energy_per_atom_ev, rec.dft_gamma_j_per_m2, "
-            "r.status, r.failure_kind, r.message, r.energy_ev, r.wall_s, r.device, r.threads, r.created_at "
+            "r.status, r.failure_kind, r.message, r.energy_ev, r.wall_s, r.device, r.threads, r.extra, r.created_at "
             "FROM results r JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
             "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
         )

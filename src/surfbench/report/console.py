@@ -99,3 +99,68 @@ def render_comparison(console: Console, results: pd.DataFrame, title: str) -> No
     t.add_row("slab energy (eV/atom)", *[cell(overall, fp, "slab_e_per_atom") for fp in runs["fingerprint"]])
     t.add_row("bulk energy (eV/atom)", *[cell(overall, fp, "bulk_e_per_atom") for fp in runs["fingerprint"]])
     console.print(t)
+
+
+def render_relaxation_split(console: Console, split: pd.DataFrame) -> None:
+    """The gamma error split (total = static + relaxation, J/m^2) per model and per element."""
+    from surfbench.analysis.relaxation import split_summary
+
+    t = Table(title="gamma error split: total (relaxed - DFT) = static (DFT geometry) + relaxation (J/m^2)",
+              title_justify="left")
+    for col in ("model", "slabs", "total RMSE", "total MSE", "static RMSE", "static MSE", "relaxation RMSE",
+                "relaxation MSE", "median steps", "median RMSD A", "relaxed failures"):
+        t.add_column(col, justify="left" if col in ("model", "relaxed failures") else "right")
+    for _, r in split_summary(split).iterrows():
+        t.add_row(escape(str(r["model"])), f"{r['n']}/{r['n_slabs']}", _f(r["total_rmse"]), _f(r["total_mse"]),
+                  _f(r["static_rmse"]), _f(r["static_mse"]), _f(r["relaxation_rmse"]), _f(r["relaxation_mse"]),
+                  _f(r["median_steps"], 0), _f(r["median_rmsd_a"]), escape(str(r["relaxed_failures"])))
+    console.print(t)
+    both = split.dropna(subset=["error_total_j_per_m2", "error_static_j_per_m2"])
+    if both.empty:
+        return
+    t = Table(title="per element: mean signed errors (J/m^2)", title_justify="left")
+    for col in ("model", "element", "slabs", "total", "static", "relaxation"):
+        t.add_column(col, justify="left" if col in ("model", "element") else "right")
+    for (m, el), g in both.groupby(["model", "element"], sort=True):
+        t.add_row(escape(str(m)), el, str(len(g)), _f(g["error_total_j_per_m2"].mean()),
+                  _f(g["error_static_j_per_m2"].mean()), _f(g["error_relaxation_j_per_m2"].mean()))
+    console.print(t)
+
+
+def render_softening(console: Console, results) -> None:
+    """Slopes (overall and per element) and the correction's effect on gamma."""
+    ov = results.slopes.get("overall", pd.DataFrame())
+    el = results.slopes.get("element", pd.DataFrame())
+    gs = results.gamma_slopes.set_index("model") if len(results.gamma_slopes) else pd.DataFrame()
+    t = Table(title="softening slopes, predicted vs DFT through the origin (95% bootstrap interval); < 1: too soft",
+              title_justify="left")
+    for col in ("model", "scope", "frames", "forces k_F", "energies k_E", "gamma k_gamma"):
+        t.add_column(col, justify="left" if col in ("model", "scope") else "right")
+
+    def ci(k, lo, hi) -> str:
+        return "-" if pd.isna(k) else f"{k:.3f} [{_f(lo)}, {_f(hi)}]"
+
+    for _, r in ov.iterrows():
+        g = gs.loc[r["model"]] if r["model"] in gs.index else None
+        t.add_row(escape(r["model"]), "all", str(r["n_frames"] - r["n_failed"]),
+                  ci(r["force_slope"], r["force_slope_lo"], r["force_slope_hi"]),
+                  ci(r["energy_slope"], r["energy_slope_lo"], r["energy_slope_hi"]),
+                  "-" if g is None else ci(g["gamma_slope"], g["gamma_slope_lo"], g["gamma_slope_hi"]))
+        for _, e in el[el["model"] == r["model"]].iterrows():
+            t.add_row("", e["element"], str(e["n_frames"] - e["n_failed"]),
+                      ci(e["force_slope"], e["force_slope_lo"], e["force_slope_hi"]),
+                      ci(e["energy_slope"], e["energy_slope_lo"], e["energy_slope_hi"]), "")
+    console.print(t)
+    eff = results.correction_effect
+    if len(eff):
+        t = Table(title="softening correction (scale about the bulk reference, fitted on training frames, no slabs): "
+                        "gamma on the data set's slabs (J/m^2)", title_justify="left")
+        for col in ("model", "scale s", "fit frames", "slabs", "RMSE before", "RMSE after", "MSE before", "MSE after"):
+            t.add_column(col, justify="left" if col == "model" else "right")
+        for _, r in eff.iterrows():
+            t.add_row(escape(r["model"]), str(r["scale"]), str(r["n_fit_frames"]), str(r["n_slabs"]),
+                      _f(r["rmse_before_j_per_m2"]), _f(r["rmse_after_j_per_m2"]),
+                      _f(r["mse_before_j_per_m2"]), _f(r["mse_after_j_per_m2"]))
+        console.print(t)
+    for note in results.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")

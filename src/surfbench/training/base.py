@@ -1,0 +1,92 @@
+"""The training interface shared by every driver (fine-tuning and from-scratch).
+
+A driver turns a :class:`TrainJob` (labelled frames already split, resolved preset settings,
+a work folder) into a :class:`TrainedModel`: a weights file plus the registry entry
+(``models.yaml`` form) that loads it through the normal model pipeline, so a trained model is
+fingerprinted, stored and evaluated exactly like a universal one.
+
+Drivers are looked up lazily by method name (:data:`TRAINERS`); a driver module imports its
+training package only inside :meth:`Trainer.train`.
+
+Units: energies eV, forces eV/Angstrom, stress eV/Angstrom^3 (ASE sign and Voigt order), as in
+:class:`surfbench.data.frames.Frame`. A driver converts to its package's conventions itself
+(e.g. matgl wants GPa) and says so in its docstring.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from surfbench.data.frames import Frame
+
+SCRATCH = "scratch"
+FINETUNE = "finetune"
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot be set up or failed (message names the method and the cause)."""
+
+
+@dataclass
+class TrainJob:
+    """Everything a driver needs for one training run."""
+
+    method: str  # "mace" | "nequip" | "m3gnet" | "mtp" | "chgnet" | "sevennet"
+    mode: str  # SCRATCH | FINETUNE
+    train: list[Frame]
+    valid: list[Frame]
+    elements: tuple[str, ...]
+    settings: dict[str, Any]  # the preset resolved for this method (epochs, lr, loss weights, cutoffs, sizes)
+    workdir: Path
+    name: str  # registry name of the model produced, e.g. "mace-scratch-Cu-cpu-quick-n50-s0"
+    device: str = "cpu"
+    seed: int = 0
+    foundation: str | None = None  # registry name or file of the model fine-tuned from
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and how to load it."""
+
+    weights_path: Path
+    registry_entry: dict[str, Any]  # a models.yaml entry; weights {source: local, path: ...}
+    n_parameters: int | None
+    wall_s: float
+    peak_rss_mb: float | None = None
+    log_path: Path | None = None
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch losses/errors, if known
+
+
+class Trainer(ABC):
+    """One training package (MACE, NequIP, matgl, motep, CHGNet, SevenNet)."""
+
+    method: str
+    modes: tuple[str, ...] = (SCRATCH,)
+
+    @abstractmethod
+    def train(self, job: TrainJob) -> TrainedModel:
+        """Train (blocking); raise :class:`TrainingError` with the cause on failure."""
+
+
+#: method -> "module:Class"; imported only when used
+TRAINERS: dict[str, str] = {
+    "mace": "surfbench.training.mace:MaceTrainer",
+    "nequip": "surfbench.training.nequip:NequipTrainer",
+    "mtp": "surfbench.training.mtp:MtpTrainer",
+    "m3gnet": "surfbench.training.matgl:M3gnetTrainer",
+    "chgnet": "surfbench.training.chgnet:ChgnetTrainer",
+    "sevennet": "surfbench.training.sevenn:SevennetTrainer",
+}
+
+
+def get_trainer(method: str) -> Trainer:
+    try:
+        target = TRAINERS[method]
+    except KeyError:
+        raise TrainingError(f"unknown training method {method!r}; known: {', '.join(TRAINERS)}") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)()
