@@ -35,7 +35,8 @@ def relaxation_split(static_results: pd.DataFrame, relaxed_results: pd.DataFrame
     keys = ["dataset", "fingerprint", "record_id"]
     st = slab_predictions(static_results)
     rx = slab_predictions(relaxed_results)
-    rx_extra = pd.DataFrame([_extras(e) for e in rx.get("extra", [None] * len(rx))], index=rx.index)
+    rx_extra = pd.DataFrame([_extras(e) for e in rx.get("extra", [None] * len(rx))], index=rx.index,
+                            columns=list(_EXTRA_KEYS))
     rx = pd.concat([rx, rx_extra], axis=1)
     left = st[keys + ["model", "element", "miller", "dft_gamma_j_per_m2", "gamma_pred_j_per_m2", "gamma_failure"]].rename(
         columns={"gamma_pred_j_per_m2": "gamma_static_j_per_m2", "gamma_failure": "static_failure"})

@@ -8,6 +8,7 @@ corrected model), so a rerun only reads.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,22 @@ class SofteningResults:
     corrections: dict[str, SofteningCorrection]  # model name -> fitted correction
     correction_effect: pd.DataFrame  # per model: gamma RMSE/MAE/MSE before and after
     notes: list[str] = field(default_factory=list)
+
+    def payload(self, model: str) -> dict:
+        """One model's numbers, JSON-ready (for the store and the report)."""
+        def rows(df: pd.DataFrame) -> list[dict]:
+            if df.empty or "model" not in df:
+                return []
+            return json.loads(df[df["model"] == model].to_json(orient="records"))
+
+        corr = self.corrections.get(model)
+        cols = ["frame_id", "element", "split", "group", "status", "failure_kind", "de_dft_ev_per_atom", "de_pred_ev_per_atom"]
+        return {
+            "model": model, "slopes": {k: rows(v) for k, v in self.slopes.items()},
+            "gamma_slopes": rows(self.gamma_slopes), "effect": rows(self.correction_effect),
+            "correction": None if corr is None else json.loads(corr.to_json()),
+            "frames": rows(self.table[["model", *cols]]) if len(self.table) else [], "notes": self.notes,
+        }
 
 
 def _geometry_key(atoms) -> bytes:
@@ -132,8 +149,12 @@ def softening_study(
                       ignore_index=True)
     if judged_ids:
         notes.append(f"{len(judged_ids)} frames are structures of evaluated slabs; never used for fitting")
-    return SofteningResults(table, slopes, gamma_slopes(slabs, seed=seed), corrections,
-                            pd.DataFrame(effects), notes)
+    results = SofteningResults(table, slopes, gamma_slopes(slabs, seed=seed), corrections, pd.DataFrame(effects), notes)
+    settings = {"frameset": frameset, "n_frames": len(frames), "n_fit_frames": n_fit_frames, "seed": seed,
+                "per_element": per_element, "energy_weight": energy_weight, "force_weight": force_weight}
+    for model in models:
+        store.put_analysis("softening", dataset.name, model.fingerprint.id, settings, results.payload(model.name))
+    return results
 
 
 def _effect(store: ResultStore, dataset: str, model: LoadedModel, fixed: CorrectedModel, corr: SofteningCorrection) -> dict:

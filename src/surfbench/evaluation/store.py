@@ -10,7 +10,10 @@ Tables:
   relaxation steps, RMSD, relaxed area, ...);
 * ``frame_results``: one row per (frame set, frame id, model fingerprint, protocol) of a
   single point on a labelled DFT frame: energy (eV) and forces (eV/Angstrom, JSON), used by
-  the softening analysis.
+  the softening analysis;
+* ``analyses``: results of analyses that need more than the store to compute (the softening
+  study needs the DFT frames), one JSON payload per (kind, data set, model fingerprint,
+  settings), so the report can show them without loading data or models.
 
 Every result is committed as soon as it is computed (WAL journal), so a killed run loses
 nothing already finished and a rerun computes only what is missing.
@@ -92,6 +95,15 @@ CREATE TABLE IF NOT EXISTS frame_results (
     wall_s REAL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (frameset, frame_id, fingerprint, protocol)
+);
+CREATE TABLE IF NOT EXISTS analyses (
+    kind TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (kind, dataset, fingerprint, settings)
 );
 """
 
@@ -220,6 +232,24 @@ class ResultStore:
             sql += " AND f.fingerprint=?"
             params.append(fingerprint)
         return self.frame(sql + " ORDER BY f.frame_id", params)
+
+    # ------------------------------------------------------------------ analyses
+    def put_analysis(self, kind: str, dataset: str, fingerprint: str, settings: dict, payload: dict) -> None:
+        with self._con:
+            self._con.execute(
+                "INSERT OR REPLACE INTO analyses VALUES (?,?,?,?,?,?)",
+                (kind, dataset, fingerprint, json.dumps(settings, sort_keys=True),
+                 json.dumps(payload, sort_keys=True, default=str), _now()),
+            )
+
+    def analyses(self, kind: str, dataset: str) -> list[dict]:
+        """Stored payloads of one analysis kind on a data set, newest first, each with its
+        ``fingerprint``, ``settings`` and ``created_at``."""
+        rows = self._con.execute(
+            "SELECT fingerprint, settings, payload, created_at FROM analyses WHERE kind=? AND dataset=? "
+            "ORDER BY created_at DESC", (kind, dataset)).fetchall()
+        return [{"fingerprint": fp, "settings": json.loads(st), "created_at": at, **json.loads(pl)}
+                for fp, st, pl, at in rows]
 
     def done(self, dataset: str, fingerprint: str, protocol: str, *, include_failed: bool = True) -> dict[str, str]:
         """record id -> content hash of the results already stored."""
