@@ -135,7 +135,7 @@ def test_scaled_calculator_is_conservative_and_scales_gamma(tmp_path):
         CorrectedModel(model, corr)
     fixed = CorrectedModel(model, SofteningCorrection(**{**json.loads(corr.to_json()), "fingerprint": model.fingerprint.id,
                                                           "frames": ()}))
-    assert fixed.fingerprint.id != model.fingerprint.id and fixed.name == "emt+softening-fix"
+    assert fixed.fingerprint.id != model.fingerprint.id and fixed.name.startswith("emt+softening-fix-")
     per_el = SofteningCorrection(model="emt", fingerprint="x", scale={"Cu": 1.1}, reference_ev_per_atom={"Cu": 0.0, "Ni": 0.0})
     mixed = cu.copy()
     mixed[0].symbol = "Ni"

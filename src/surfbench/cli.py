@@ -75,15 +75,28 @@ def run(
     dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local weights file/folder, instead of the registry's source.")] = None,
-    protocol: Annotated[str, typer.Option(help="Evaluation protocol.")] = "static",
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol: static (DFT geometries) or relaxed (the model's own minimum).")] = "static",
     split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Recompute structures whose stored result is a failure.")] = False,
+    fmax: Annotated[float, typer.Option(help="relaxed: convergence, max force in eV/Angstrom.")] = 0.05,
+    steps: Annotated[int, typer.Option(help="relaxed: optimizer steps per structure.")] = 500,
+    optimizer: Annotated[str, typer.Option(help="relaxed: FIRE, BFGS or LBFGS.")] = "FIRE",
+    fix_bottom_layers: Annotated[int, typer.Option(help="relaxed: slab layers held fixed, from the bottom.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="Evaluate on a local Dask cluster of N worker processes (one torch thread each unless --threads); with --scheduler slurm|pbs: N jobs.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786), or slurm / pbs for a dask-jobqueue cluster configured in Dask's jobqueue config.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds allowed per structure; an overrun is killed and recorded as failure kind 'timeout' (the model then runs in a killable child process).")] = None,
+    keep_both_fingerprints: Annotated[bool, typer.Option(help="Store results even if the model's fingerprint differs from the one stored under the same name.")] = False,
 ) -> None:
-    """Evaluate a model on a data set (only what the store lacks), then print the metrics."""
+    """Evaluate a model on a data set (only what the store lacks), then print the metrics.
+
+    With --protocol relaxed the static run is done too (or reused) and the gamma error is split
+    into its static part (DFT geometry) and its relaxation part."""
     from surfbench.evaluation.runner import run as run_eval
     from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.run_command import cached_dataset, executor_for
     from surfbench.models import ModelLoadError, load_model
+    from surfbench.models.registry import use_project
 
     kwargs = None
     if model_kwargs:
@@ -91,11 +104,13 @@ def run(
             kwargs = json.loads(model_kwargs)
         except json.JSONDecodeError as exc:
             _fail(f"--model-kwargs is not valid JSON: {exc}")
-    ds = _load_dataset(dataset, data_dir, split)
+    ds = cached_dataset(dataset, data_dir, split, _fail, console)
     for note in ds.notes:
         console.print(f"[dim]note: {note}[/]")
+    executor = executor_for(workers, scheduler, threads, timeout, _fail)
     store = ResultStore(workdir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    use_project(workdir)  # models trained in this folder (surfbench train) are known by name
     try:
         lm = load_model(model, device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None)
         with Progress(*columns, console=console, transient=False) as bar:
@@ -111,18 +126,41 @@ def run(
                 if outcome is not None and outcome.status != "ok":
                     bar.console.print(f"[yellow]{record_id}: {outcome.failure_kind}: {outcome.message}[/]")
 
-            summary = run_eval(ds, lm, store, protocol, threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start)
+            if protocol == "relaxed":
+                from surfbench.evaluation.relax import RelaxedProtocol
+
+                proto = RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
+                bar.update(task, description=f"{model} on {ds.name} (static)")
+                run_eval(ds, lm, store, "static", threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
+                         executor=executor, keep_both_fingerprints=keep_both_fingerprints)
+                bar.update(task, description=f"{model} on {ds.name} ({proto.name})", completed=0)
+            else:
+                proto = protocol
+            summary = run_eval(ds, lm, store, proto, threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
+                               executor=executor, keep_both_fingerprints=keep_both_fingerprints)
     except ModelLoadError as exc:
         store.close()
         _fail(str(exc))
     except ValueError as exc:
         store.close()
         _fail(str(exc))
+    finally:
+        executor.close()
     console.print(
         f"{summary.computed} computed, {summary.reused} reused, {summary.failed} failed "
         f"(model fingerprint {summary.fingerprint})"
     )
-    _render(store, ds.name, summary.fingerprint, summary.protocol, {r.id for r in [*ds.bulks.values(), *ds.surfaces]})
+    ids = {r.id for r in [*ds.bulks.values(), *ds.surfaces]}
+    _render(store, ds.name, summary.fingerprint, summary.protocol, ids)
+    if summary.protocol != "static" and protocol == "relaxed":
+        from surfbench.analysis.relaxation import relaxation_split
+        from surfbench.report.console import render_relaxation_split
+
+        def part(proto: str):
+            res = store.results(ds.name, summary.fingerprint, proto)
+            return res[res["record_id"].isin(ids)]
+
+        render_relaxation_split(console, relaxation_split(part("static"), part(summary.protocol)))
     store.close()
 
 
@@ -133,6 +171,86 @@ def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] 
     if ids is not None:
         results = results[results["record_id"].isin(ids)]
     render_run(console, results, f"{fingerprint} on {dataset}, {protocol}")
+
+
+@app.command()
+def softening(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model(s) to study; repeat the option for several.")] = ["chgnet-0.3.0"],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Surface data set judged before/after the correction (an mlearn one: the frames are the mlearn frames).")] = "mlearn-surfaces",
+    workdir: WorkdirOpt = Path("."),
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for the tables (CSV/JSON), the fitted corrections and the figures.")] = Path("softening"),
+    frames_split: Annotated[str, typer.Option(help="mlearn frames to evaluate: all, train or test (fitting needs train).")] = "all",
+    max_frames_per_group: Annotated[Optional[int], typer.Option(help="At most this many frames per (element, split, group), seeded (default: every frame).")] = None,
+    fit_frames: Annotated[int, typer.Option(help="Training frames the correction is fitted on (per element with --per-element).")] = 10,
+    per_element: Annotated[bool, typer.Option(help="Fit one scale per element instead of one per model.")] = False,
+    energy_weight: Annotated[float, typer.Option(help="Weight of the energy MSE ((eV/atom)^2) in the fit.")] = 1.0,
+    force_weight: Annotated[float, typer.Option(help="Weight of the force MSE ((eV/Angstrom)^2) in the fit.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of frame sampling and bootstrap intervals.")] = 0,
+    device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
+    png: Annotated[bool, typer.Option(help="Also write the figures as PNG (needs Chromium).")] = True,
+) -> None:
+    """Systematic softening (Deng et al. 2025): slopes of predicted vs DFT forces, energies and
+    surface energies per model, element and frame group, and a cheap correction (one energy/force
+    scale about the bulk reference) fitted on a few training frames, judged on the slabs."""
+    import pandas as pd
+
+    from surfbench.data.errors import DataError
+    from surfbench.data.mlearn import load_mlearn_frames
+    from surfbench.evaluation.frames import frame_id
+    from surfbench.evaluation.softening import softening_study, subsample_frames
+    from surfbench.evaluation.store import ResultStore
+    from surfbench.models import ModelLoadError, load_model
+    from surfbench.report import softening_figures as sf
+    from surfbench.report.console import render_softening
+    from surfbench.report.figures import FigureExportError, save_figure
+
+    splits = {"all": ("training", "test"), "train": ("training",), "test": ("test",)}
+    if frames_split not in splits:
+        _fail("--frames-split must be all, train or test")
+    if not dataset.startswith("mlearn"):
+        _fail(f"softening uses the mlearn frames; --dataset must be an mlearn data set, not {dataset!r}")
+    ds = _load_dataset(dataset, data_dir, "all")
+    elements = sorted({s.element for s in ds.surfaces})
+    try:
+        frames = load_mlearn_frames(elements, splits[frames_split], data_dir)
+    except DataError as exc:
+        _fail(str(exc))
+    frames = subsample_frames(frames, max_frames_per_group, seed)
+    try:
+        models = [load_model(m, device=device) for m in model]
+    except ModelLoadError as exc:
+        _fail(str(exc))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with ResultStore(workdir) as store, Progress(*columns, console=console) as bar:
+        tasks = {m.name: bar.add_task(f"{m.name}: frames", total=len(frames) + len(ds.bulks)) for m in models}
+        res = softening_study(ds, frames, models, store, n_fit_frames=fit_frames, seed=seed, per_element=per_element,
+                              energy_weight=energy_weight, force_weight=force_weight, threads=threads,
+                              progress=lambda m, fid: bar.advance(tasks[m]))
+        preds = pd.concat([store.frame_results("mlearn-frames", m.fingerprint.id).assign(model=m.name) for m in models],
+                          ignore_index=True)
+    render_softening(console, res)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in res.slopes.items():
+        df.to_csv(out / f"slopes_{name}.csv", index=False)
+    res.gamma_slopes.to_csv(out / "slopes_gamma.csv", index=False)
+    res.correction_effect.to_csv(out / "correction_effect.csv", index=False)
+    res.table.to_csv(out / "frames.csv", index=False)
+    for name, corr in res.corrections.items():
+        corr.save(out / f"correction_{name}.json")
+    figs = {
+        "force_parity": sf.force_parity(sf.force_components(frames, [frame_id(f) for f in frames], preds, seed=seed),
+                                        res.slopes.get("overall", pd.DataFrame())),
+        "energy_parity": sf.energy_parity(res.table, res.slopes.get("overall", pd.DataFrame())),
+        "slopes": sf.slope_bars(res.slopes.get("element", pd.DataFrame()), res.gamma_slopes),
+    }
+    for name, fig in figs.items():
+        try:
+            save_figure(fig, out / name, png=png, include_plotlyjs="directory")
+        except FigureExportError as exc:
+            err.print(f"[yellow]warning:[/] {exc}")
+    console.print(f"wrote tables, corrections and figures to {out}")
 
 
 @app.command()
@@ -215,6 +333,12 @@ def report(
     console.print(f"  figures: {meta['figures']['folder']}")
 
 
+# `surfbench map`: descriptor map and distance-vs-error correlation (body in report/map_command.py)
+from surfbench.report.map_command import map_command as _map_command  # noqa: E402
+
+app.command("map")(_map_command)
+
+
 @app.command()
 def datasets(
     details: Annotated[bool, typer.Option(help="Load each data set and print its summary and notes.")] = False,
@@ -240,9 +364,14 @@ def datasets(
 @app.command()
 def models(
     details: Annotated[bool, typer.Option(help="Also print licence, citation and notes.")] = False,
+    workdir: WorkdirOpt = Path("."),
 ) -> None:
-    """List the model registry and whether each model can run here."""
+    """List the model registry (with the models trained in the work folder) and whether each
+    model can run here."""
     from surfbench.models import list_specs
+    from surfbench.models.registry import use_project
+
+    use_project(workdir)
     from surfbench.models.base import package_version
     from surfbench.models.weights import resolve_weights
 
@@ -261,7 +390,8 @@ def models(
             except Exception:
                 here = "[yellow]weights to download[/]"
         elif s.weights.get("source") == "local":
-            here = "needs --weights"
+            here = ("[green]ready[/]" if Path(s.weights["path"]).exists() else "[red]weights missing[/]") \
+                if s.weights.get("path") else "needs --weights"
         else:
             here = "[green]ready[/]"
         t.add_row(
@@ -381,6 +511,11 @@ def export(
     console.print(f"wrote {path}")
 
 
+from surfbench.dynamics.cli import md_command  # noqa: E402 - typer only; the command imports the rest lazily
+
+app.command("md")(md_command)
+
+
 env_app = typer.Typer(help="Python environments for potential packages with conflicting pins.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 
@@ -428,6 +563,11 @@ def env_install(preset: Annotated[str, typer.Argument(help="Package set to insta
     if preset not in environments.PRESETS:
         _fail(f"unknown preset {preset!r}; known: {', '.join(environments.PRESETS)}")
     environments.install_here(preset, echo=console.print)
+
+
+from surfbench.training.cli import train as _train  # noqa: E402 - the body imports its packages lazily
+
+app.command("train")(_train)
 
 
 if __name__ == "__main__":  # pragma: no cover

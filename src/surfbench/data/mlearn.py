@@ -146,30 +146,33 @@ def parse_mlearn_docs(docs: object, path: object, element: str, split: str) -> l
         if atoms is None:  # anything beyond ordered sites with Cartesian coordinates: pymatgen
             try:
                 structure = Structure.from_dict(doc["structure"])
+                atoms = AseAtomsAdaptor.get_atoms(structure)  # ValueError for disordered sites
             except Exception as exc:  # pymatgen raises KeyError/TypeError/ValueError on bad dicts
                 raise DataError(
                     f"structure cannot be read: {type(exc).__name__}: {exc}", path=path, record=record
                 ) from None
-            atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.pbc = True
         n = len(atoms)
         if n == 0:
             raise DataError("structure has no atoms", path=path, record=record)
-        if "num_atoms" in doc and int(doc["num_atoms"]) != n:
+        if "num_atoms" in doc and _finite(doc["num_atoms"], "num_atoms", path, record) != n:
             raise DataError(f"num_atoms={doc['num_atoms']} but the structure has {n} sites", path=path, record=record)
         symbols = set(atoms.get_chemical_symbols())
         if symbols != {element}:
             raise DataError(f"expected only {element}, found {sorted(symbols)}", path=path, record=record)
         forces = None
         if outputs.get("forces") is not None:
-            forces = np.asarray(outputs["forces"], dtype=float)
+            try:
+                forces = np.asarray(outputs["forces"], dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"forces are not an {n}x3 array of numbers: {exc}", path=path, record=record) from None
             if forces.shape != (n, 3) or not np.all(np.isfinite(forces)):
                 raise DataError(f"forces must be {n}x3 finite numbers, got shape {forces.shape}", path=path, record=record)
         stress = None
         if outputs.get("virial_stress") is not None:
             try:
                 stress = vasp_kbar_to_ase_stress(outputs["virial_stress"])
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise DataError(f"virial_stress: {exc}", path=path, record=record) from None
         frames.append(
             Frame(
@@ -200,6 +203,8 @@ def _read_mlearn_json_cached(path_str: str, size: int, mtime_ns: int, element: s
         text = path.read_text()
     except OSError as exc:
         raise DataError(f"cannot be read: {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"is not UTF-8 text (corrupt?): {exc}", path=path) from None
     try:
         docs = json.loads(text)
     except json.JSONDecodeError as exc:

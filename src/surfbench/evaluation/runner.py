@@ -9,11 +9,16 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from surfbench.evaluation.protocols import UNSUPPORTED_ELEMENT, Outcome, Protocol, get_protocol
 from surfbench.evaluation.store import ResultStore
+from surfbench.execution.model_info import count_parameters, torch_threads
 from surfbench.models.base import LoadedModel, package_version
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+
+if TYPE_CHECKING:
+    from surfbench.execution.executors import Executor
 
 ProgressFn = Callable[[str, Outcome | None], None]
 
@@ -29,20 +34,6 @@ class RunSummary:
     computed: int = 0
     failed: int = 0
     failure_kinds: dict[str, int] = field(default_factory=dict)
-
-
-def count_parameters(calculator: object) -> int | None:
-    """Number of trainable parameters of a torch-based calculator, if it exposes its model."""
-    for attr in ("model", "models", "potential"):
-        obj = getattr(calculator, attr, None)
-        if isinstance(obj, list | tuple) and obj:
-            obj = obj[0]
-        if obj is not None and hasattr(obj, "parameters"):
-            try:
-                return int(sum(p.numel() for p in obj.parameters()))
-            except Exception:  # not a torch module after all
-                return None
-    return None
 
 
 def model_details(model: LoadedModel, calculator: object | None = None) -> dict:
@@ -67,17 +58,6 @@ def pending(
     return [r for r in records if done.get(r.id) != r.content_hash]
 
 
-def torch_threads(threads: int | None) -> int | None:
-    """Set torch's intra-op thread count if given; return the count in use (None without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return threads
-    if threads:
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
-
-
 def run(
     dataset: Dataset,
     model: LoadedModel,
@@ -88,10 +68,22 @@ def run(
     retry_failed: bool = False,
     progress: ProgressFn | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
+    timeout_s: float | None = None,
+    keep_both_fingerprints: bool = False,
 ) -> RunSummary:
-    """Evaluate every record of ``dataset`` not yet in ``store``; return a summary."""
+    """Evaluate every record of ``dataset`` not yet in ``store``; return a summary.
+
+    ``executor`` says where structures are evaluated (default: this process; see
+    :mod:`surfbench.execution`); only this process writes the store, each outcome as it
+    arrives. ``timeout_s`` (for the default executor) limits each structure: the model then
+    runs in a child process that is killed on overrun (failure kind ``timeout``). For
+    protocols whose slabs need their bulk's result (``needs_bulk``), the bulks are computed
+    and written before any slab is submitted. The store refuses a model whose fingerprint
+    differs from the one stored under the same name unless ``keep_both_fingerprints``."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     fp = model.fingerprint
+    store.check_model(fp, keep_both=keep_both_fingerprints)
     store.put_records(dataset)
     todo = pending(dataset, store, fp.id, proto.name, retry_failed=retry_failed)
     total = len(dataset.bulks) + len(dataset.surfaces)
@@ -99,27 +91,57 @@ def run(
     if on_start is not None:
         on_start(total, len(todo))
     if not todo:
-        store.put_model(fp, model_details(model))
+        store.put_model(fp, model_details(model), keep_both=keep_both_fingerprints)
         return summary
-    n_threads = torch_threads(threads)
-    calculator = model.calculator
-    store.put_model(fp, model_details(model, calculator))
+    own = executor is None
+    if own:
+        from surfbench.execution.executors import InProcessExecutor
+
+        executor = InProcessExecutor(threads=threads, timeout_s=timeout_s)
     supported = set(model.spec.elements) if model.spec.elements else None
-    for record in todo:
-        if supported is not None and record.element not in supported:
-            outcome = Outcome.failed(
-                UNSUPPORTED_ELEMENT, f"{model.name} has no parameters for {record.element}"
-            )
-        else:
-            bulk_result = None
-            if proto.needs_bulk and isinstance(record, SurfaceRecord) and record.bulk_id is not None:
-                bulk_result = store.get_result(dataset.name, record.bulk_id, fp.id, proto.name)
-            outcome = proto.calc_record(record, calculator, bulk_result)
+    model_written = False
+
+    def write(record: BulkRecord | SurfaceRecord, outcome: Outcome, info: dict | None) -> None:
+        nonlocal model_written
+        if not model_written:
+            details = model_details(model)
+            if info is not None:
+                details["parameters"] = info.get("parameters")
+            store.put_model(fp, details, keep_both=keep_both_fingerprints)
+            model_written = True
+        n_threads = None if info is None else info.get("threads")
         store.put_result(dataset.name, record.id, fp.id, proto.name, record.content_hash, outcome, model.device, n_threads)
         summary.computed += 1
         if outcome.status != "ok":
             summary.failed += 1
-            summary.failure_kinds[outcome.failure_kind or "?"] = summary.failure_kinds.get(outcome.failure_kind or "?", 0) + 1
+            kind = outcome.failure_kind or "?"
+            summary.failure_kinds[kind] = summary.failure_kinds.get(kind, 0) + 1
         if progress is not None:
             progress(record.id, outcome)
+
+    def batch(records: list[BulkRecord | SurfaceRecord]) -> None:
+        items = []
+        for record in records:
+            if supported is not None and record.element not in supported:
+                write(record, Outcome.failed(
+                    UNSUPPORTED_ELEMENT, f"{model.name} has no parameters for {record.element}"), None)
+                continue
+            bulk_result = None
+            if proto.needs_bulk and isinstance(record, SurfaceRecord) and record.bulk_id is not None:
+                bulk_result = store.get_result(dataset.name, record.bulk_id, fp.id, proto.name)
+            items.append((record, bulk_result))
+        if not items:
+            return
+        for record, outcome, info in executor.evaluate(model, proto, items):
+            write(record, outcome, info)
+
+    try:
+        if proto.needs_bulk:  # the slabs read their bulk's stored result
+            batch([r for r in todo if isinstance(r, BulkRecord)])
+            batch([r for r in todo if not isinstance(r, BulkRecord)])
+        else:
+            batch(todo)
+    finally:
+        if own:
+            executor.close()
     return summary

@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS analyses (
 """
 
 
+class FingerprintChanged(ValueError):
+    """A model name is stored with another fingerprint than the model now has."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -185,7 +189,26 @@ class ResultStore:
                 r.n_atoms, r.area_a2, r.energy_ev, r.bulk_id, r.bulk_energy_per_atom_ev,
                 r.dft_gamma_j_per_m2, r.content_hash, r.source, None, None)
 
-    def put_model(self, fingerprint: Fingerprint, details: dict) -> None:
+    def check_model(self, fingerprint: Fingerprint, *, keep_both: bool = False) -> None:
+        """Refuse (:class:`FingerprintChanged`) a model whose name is stored with another
+        fingerprint (new weights, package version, dtype or options), unless ``keep_both``."""
+        if keep_both:
+            return
+        rows = self._con.execute("SELECT fingerprint, details FROM models WHERE name=?", (fingerprint.model,)).fetchall()
+        if not rows or any(fp == fingerprint.id for fp, _ in rows):
+            return
+        old_fp, old_details = rows[0]
+        old = json.loads(old_details).get("fingerprint", {})
+        changed = [k for k, v in fingerprint.__dict__.items() if k in old and old[k] != v] or ["fingerprint"]
+        raise FingerprintChanged(
+            f"model {fingerprint.model!r}: the store {self.path} holds results of {old_fp} under this name, "
+            f"but the model now has fingerprint {fingerprint.id} (changed: {', '.join(changed)}). Keep both "
+            "(--keep-both-fingerprints; they are kept apart by fingerprint) or use another --workdir."
+        )
+
+    def put_model(self, fingerprint: Fingerprint, details: dict, *, keep_both: bool = False) -> None:
+        """Record a model's fingerprint and details (refused, see :meth:`check_model`)."""
+        self.check_model(fingerprint, keep_both=keep_both)
         payload = json.dumps({"fingerprint": fingerprint.__dict__, **details}, sort_keys=True, default=str)
         with self._con:
             self._con.execute(

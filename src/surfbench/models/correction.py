@@ -26,6 +26,7 @@ refused).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -65,7 +66,10 @@ class SofteningCorrection:
         return self.scale[el]
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
+        """The correction as JSON (without the free-text note)."""
+        d = dataclasses.asdict(self)
+        d.pop("note", None)
+        return json.dumps(d, sort_keys=True, indent=1)
 
     @classmethod
     def from_json(cls, text: str, source: str = "correction") -> SofteningCorrection:
@@ -122,7 +126,9 @@ class CorrectedModel(LoadedModel):
         if base.fingerprint.id != correction.fingerprint:
             raise ValueError(
                 f"correction was fitted for {correction.fingerprint}, not for {base.fingerprint.id}")
-        super().__init__(dataclasses.replace(base.spec, name=f"{base.name}+softening-fix"), base.backend)
+        # the name carries the correction's digest: a correction fitted differently is another model
+        digest = hashlib.sha256(correction.to_json().encode()).hexdigest()[:8]
+        super().__init__(dataclasses.replace(base.spec, name=f"{base.name}+softening-fix-{digest}"), base.backend)
         self.base = base
         self.correction = correction
 
@@ -131,7 +137,6 @@ class CorrectedModel(LoadedModel):
         fp = self.base.fingerprint
         options = json.loads(fp.options or "{}")
         options["softening_correction"] = json.loads(self.correction.to_json())
-        options["softening_correction"].pop("note", None)
         return dataclasses.replace(fp, model=self.name, options=json.dumps(options, sort_keys=True))
 
     @cached_property

@@ -21,18 +21,58 @@ DEFAULT_MODEL = "chgnet-0.3.0"
 ENV_EXTRA_REGISTRY = "SURFBENCH_REGISTRY_EXTRA"
 
 
+#: the registry file of models trained by ``surfbench train`` in a project folder
+TRAINED_MODELS_FILE = "trained-models.yaml"
+
+#: the trained-models file of the project folder in use (:func:`use_project`), if any
+_project_file: Path | None = None
+
+
+def use_project(workdir: str | os.PathLike | None) -> Path | None:
+    """Merge the models trained in a project folder (``<workdir>/trained-models.yaml``, written
+    by ``surfbench train``) into the registry from now on in this process, instead of another
+    folder's; ``None`` stops. The file may be written to later: it is reread when it changes.
+    Returns the file, or None when the folder has none (yet)."""
+    global _project_file
+    _project_file = None if workdir is None else (Path(workdir) / TRAINED_MODELS_FILE).resolve()
+    return _project_file if _project_file is not None and _project_file.is_file() else None
+
+
+def extra_registry_files() -> list[Path]:
+    """The extra registry files in use: ``$SURFBENCH_REGISTRY_EXTRA`` (``os.pathsep``-separated)
+    then the project's trained models (:func:`use_project`) if that file exists, each once."""
+    files: list[Path] = []
+    project = [_project_file] if _project_file is not None and _project_file.is_file() else []
+    for extra in [*filter(None, os.environ.get(ENV_EXTRA_REGISTRY, "").split(os.pathsep)), *project]:
+        path = Path(extra)
+        if all(path.resolve() != f.resolve() for f in files):
+            files.append(path)
+    return files
+
+
+def _local_paths_from(entry: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A ``weights: {source: local, path: ...}`` given relative to its registry file's folder,
+    made absolute."""
+    w = entry.get("weights")
+    if isinstance(w, dict) and w.get("source") == "local" and w.get("path") and not Path(w["path"]).is_absolute():
+        entry = {**entry, "weights": {**w, "path": str(folder / w["path"])}}
+    return entry
+
+
 def registry_entries() -> list[dict[str, Any]]:
-    """Raw entries: the packaged ``models.yaml`` plus, if ``$SURFBENCH_REGISTRY_EXTRA``
-    names YAML files (``os.pathsep``-separated), their entries (a list, or ``{models: [...]}``):
-    a user's own models, same schema."""
+    """Raw entries: the packaged ``models.yaml`` plus the entries (a list, or ``{models: [...]}``)
+    of the extra registry files (:func:`extra_registry_files`): a user's own models and models
+    trained by ``surfbench train``, same schema. A local weights path relative to its file is
+    made absolute."""
     text = resources.files("surfbench.models").joinpath("models.yaml").read_text()
     entries = list(yaml.safe_load(text)["models"])
-    for extra in filter(None, os.environ.get(ENV_EXTRA_REGISTRY, "").split(os.pathsep)):
+    for extra in extra_registry_files():
         try:
             raw = yaml.safe_load(Path(extra).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ModelLoadError(f"{ENV_EXTRA_REGISTRY}: cannot read {extra}: {exc}") from exc
-        entries += list(raw["models"] if isinstance(raw, dict) else raw)
+        entries += [_local_paths_from(e, Path(extra).resolve().parent) if isinstance(e, dict) else e
+                    for e in (raw["models"] if isinstance(raw, dict) else raw or [])]
     return entries
 
 
@@ -54,7 +94,7 @@ def validate_entries(entries: list[dict[str, Any]]) -> None:
 
 
 @lru_cache(maxsize=8)
-def _registry_for(extra: str) -> dict[str, ModelSpec]:
+def _registry_for(extra: tuple) -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     entries = registry_entries()
     validate_entries(entries)
@@ -70,7 +110,15 @@ def _registry_for(extra: str) -> dict[str, ModelSpec]:
 
 
 def _registry() -> dict[str, ModelSpec]:
-    return _registry_for(os.environ.get(ENV_EXTRA_REGISTRY, ""))
+    # keyed by the extra files and their modification times: a file written since is reread
+    key = []
+    for f in extra_registry_files():
+        try:
+            st = f.stat()
+            key.append((str(f.resolve()), st.st_mtime_ns, st.st_size))
+        except OSError:
+            key.append((str(f), None, None))
+    return _registry_for(tuple(key))
 
 
 def list_specs() -> list[ModelSpec]:
@@ -123,9 +171,14 @@ def load_model(
     """A :class:`LoadedModel` whose calculator is built on first use.
 
     ``dtype`` picks the precision where the backend supports several; ``weights`` is a local
-    file or folder overriding the registry's weights source.
+    file or folder overriding the registry's weights source. An entry whose weights are
+    ``{source: local, path: P}`` (a model trained by ``surfbench train``) uses P unless
+    ``weights`` is given.
     """
     spec = resolve_model(name, kwargs)
+    w = spec.weights or {}
+    if weights is None and w.get("source") == "local" and w.get("path"):
+        weights = str(w["path"])
     if spec.python:
         from surfbench.models.isolated import IsolatedBackend
 

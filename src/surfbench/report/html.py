@@ -43,8 +43,13 @@ SECTIONS = {
     "elements": "Errors per element (Figs. 3 and 6)",
     "miller": "Errors per Miller index (Fig. 4)",
     "correlation": "Correlation of the errors between models (Fig. S2)",
+    "relaxation": "Relaxed surfaces: static and relaxation parts of the error",
+    "softening": "Systematic softening and a cheap correction",
+    "domain": "Descriptor map and distance from the reference data",
     "facets": "Facet ordering (Fig. 7)",
     "wulff": "Wulff shapes",
+    "md": "Molecular-dynamics stability",
+    "training": "Fine-tuned vs from scratch (learning curves, Figs. S6/S7)",
     "models": "Models: fingerprints and versions",
     "files": "Machine-readable files",
 }
@@ -103,6 +108,14 @@ def select_runs(store, dataset: str | None, models: list[str] | str | None, prot
             raise ReportError(f"no stored run of {', '.join(sorted(missing))} on {dataset!r} ({protocol}); stored: "
                               f"{', '.join(sorted(sel['model'].astype(str)))}")
         sel = sel[sel["model"].isin(wanted) | sel["fingerprint"].isin(wanted)]
+    else:
+        # models trained by 'surfbench train' cover only their elements' slabs: they are compared in the
+        # training section, and in the main sections only when named
+        from surfbench.training.pipeline import trainings
+
+        trained = sel["fingerprint"].isin(set(trainings(store)["fingerprint"].dropna()))
+        if trained.any() and not trained.all():
+            sel = sel[~trained]
     return sel.reset_index(drop=True)
 
 
@@ -353,14 +366,38 @@ def build_report(
                  "γ̄: area-weighted surface energy (J/m²), model − DFT in brackets. Hover a facet for its γ and "
                  "area fraction.")
 
+    from surfbench.report import md_figures
+
+    md_df = md_figures.load_md(store, dataset, labels)
+    md_figures.add_figures(figs, store, md_df, order, _slug)
+
+    from surfbench.report.descriptor_figures import domain_section
+
+    domain = domain_section(store.path, dataset, slabs, order, records, n_boot=n_boot, seed=seed, ci=ci)
+    for name, fig, caption in domain.figures:
+        figs.add(name, "domain", fig, caption)
+
+    from surfbench.report.physics_sections import relaxation_section, softening_section
+
+    physics = {"relaxation": relaxation_section(store, dataset, labels, order, colours, _table),
+               "softening": softening_section(store, dataset, labels, order, _table)}
+    from surfbench.report.training_figures import training_section
+
+    physics["training"] = training_section(store, dataset, _table)
+    for sid, sec in physics.items():
+        for name, fig, caption in sec.figures:
+            figs.add(name, sid, fig, caption)
+
     # ---- files: figures, JSON, CSV
     fig_dir = Path(f"{stem}-figures")
-    warnings: list[str] = []
+    warnings: list[str] = list(domain.warnings)
     _write_figures(figs, fig_dir, png, warnings)
     tables = {
         "metrics-overall": overall, "metrics-per-element": per_element, "metrics-per-miller": per_miller,
         "comparison": comparison, "comparison-pairs": pairs, "coverage": coverage, "failures": fails,
         "error-correlation": corr.reset_index(names="model") if not corr.empty else corr,
+        "domain-correlation": domain.correlation, "domain-map": domain.maps,
+        **{name: df for sec in physics.values() for name, df in sec.tables.items()},
         "facets": facets, "facets-dft": dft_facets, "wulff": pd.concat([dft_w, wulff], ignore_index=True) if not dft_w.empty else wulff,
     }
     csv_paths = {}
@@ -389,6 +426,9 @@ def build_report(
         "error_correlation": {"n_common": n_corr, "pearson_r": _jsonable(corr.to_dict()) if not corr.empty else {}},
         "facets": _records(facets), "facets_dft": _records(dft_facets), "wulff": _records(tables["wulff"]),
         "missing_low_index_facets": missing_facets,
+        "domain": {**domain.payload, "correlation": _records(domain.correlation)},
+        "md_runs": md_figures.md_payload(md_df),
+        **{sid: sec.payload for sid, sec in physics.items()},
         "figures": {"in_report": figs.embedded, "files_only": [n for n in figs.items if n not in figs.embedded],
                     "folder": str(fig_dir)},
         "warnings": warnings,
@@ -398,7 +438,8 @@ def build_report(
 
     # ---- the page
     page = _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_facets, wulff, dft_w, missing_facets,
-                 corr, n_corr, ci, warnings, json_path, csv_paths, fig_dir, output, records, slabs)
+                 corr, n_corr, ci, warnings, json_path, csv_paths, fig_dir, output, records, slabs, md_df,
+                 domain_html=domain.body, extra_html={sid: sec.body for sid, sec in physics.items()})
     output.write_text(page, encoding="utf-8")
     return output
 
@@ -445,7 +486,8 @@ def _write_figures(figs: _Figures, fig_dir: Path, png: bool, warnings: list[str]
 
 
 def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_facets, wulff, dft_w, missing_facets,
-          corr, n_corr, ci, warnings, json_path, csv_paths, fig_dir, output, records, slabs) -> str:
+          corr, n_corr, ci, warnings, json_path, csv_paths, fig_dir, output, records, slabs, md_df=None,
+          domain_html: str = "", extra_html: dict[str, str] | None = None) -> str:
     import plotly.offline
 
     pct = f"{100 * ci:.0f}%"
@@ -536,6 +578,9 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
     section("miller", figs_of("miller"))
     section("correlation", figs_of("correlation") or "<p>Needs at least two models with surface energies on "
                                                       "at least two common slabs.</p>")
+    for sid in ("relaxation", "softening"):
+        section(sid, (extra_html or {}).get(sid, "") + figs_of(sid))
+    section("domain", domain_html + figs_of("domain"))
 
     # facets
     fdisp, ffill = rf.facet_ordering_display(facets, order, dft_facets)
@@ -563,6 +608,11 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
           "the slabs that model evaluated.</p>"
         + _table(wdisp, None, wgroups)
     ) if len(wdisp) else "<p>No Wulff shape could be built (no bulk lattice or too few facets).</p>")
+
+    from surfbench.report.md_figures import section_html as md_section
+
+    section("md", md_section(md_df if md_df is not None else pd.DataFrame(), order, _table, figs_of("md")))
+    section("training", (extra_html or {}).get("training", "") + figs_of("training"))
 
     # models
     props: dict[str, list] = {}

@@ -59,6 +59,7 @@ class TrainedModel:
     peak_rss_mb: float | None = None
     log_path: Path | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch losses/errors, if known
+    cpu_s: float | None = None  # CPU time (user + system, s) of the training, where measured
 
 
 class Trainer(ABC):

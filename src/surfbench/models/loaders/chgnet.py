@@ -22,8 +22,12 @@ _CHECKPOINTS = {
 class ChgnetBackend(ModelBackend):
     supported_dtypes = ("float32",)
 
-    def __init__(self, spec: ModelSpec, variant: str = "0.3.0", **kwargs: Any):
-        super().__init__(spec, **kwargs)
+    def __init__(self, spec: ModelSpec, variant: str = "0.3.0", weights: str | Path | None = None, **kwargs: Any):
+        # a trained model's entry (surfbench train) names its own file: weights {source: local, path}
+        w = spec.weights or {}
+        if weights is None and w.get("source") == "local" and w.get("path"):
+            weights = w["path"]
+        super().__init__(spec, weights=weights, **kwargs)
         if variant not in _CHECKPOINTS:
             raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(_CHECKPOINTS)}")
         self.variant = variant

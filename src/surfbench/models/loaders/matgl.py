@@ -35,8 +35,12 @@ MODEL_FILES = ("model.json", "model.pt", "state.pt")
 class MatglBackend(ModelBackend):
     supported_dtypes = ("float32",)
 
-    def __init__(self, spec: ModelSpec, **kwargs: Any):
-        super().__init__(spec, **kwargs)
+    def __init__(self, spec: ModelSpec, weights: str | os.PathLike | None = None, **kwargs: Any):
+        # a trained model's entry (surfbench train) names its own folder: weights {source: local, path}
+        w = spec.weights or {}
+        if weights is None and w.get("source") == "local" and w.get("path"):
+            weights = w["path"]
+        super().__init__(spec, weights=weights, **kwargs)
         self._folder: Path | None = None
 
     def folder(self) -> Path:

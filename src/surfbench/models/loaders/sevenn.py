@@ -48,8 +48,15 @@ class SevenNetBackend(ModelBackend):
     # (checked against strain derivatives of the energy in tests/test_sevenn_mattersim.py)
     stress_factor = 1.0
 
-    def __init__(self, spec: ModelSpec, model: str = "7net-0", modal: str | None = None, **kwargs: Any):
-        super().__init__(spec, **kwargs)
+    def __init__(
+        self, spec: ModelSpec, model: str = "7net-0", modal: str | None = None, weights: str | Path | None = None,
+        **kwargs: Any,
+    ):
+        # a trained model's entry (surfbench train) names its own checkpoint: weights {source: local, path}
+        w = spec.weights or {}
+        if weights is None and w.get("source") == "local" and w.get("path"):
+            weights = w["path"]
+        super().__init__(spec, weights=weights, **kwargs)
         if model not in _CHECKPOINTS:
             raise ModelLoadError(
                 f"{spec.name}: unknown SevenNet model {model!r}; shipped in the wheel: {list(_CHECKPOINTS)}"

@@ -1,0 +1,4 @@
+"""Molecular-dynamics stability of slabs: NVT runs at a fraction of the melting point
+(:mod:`.md`), verdicts with a failure taxonomy (:mod:`.verdicts`), settings and presets
+(:mod:`.presets`), the ``md_runs`` table of the result store (:mod:`.store`), the choice of
+slabs (:mod:`.select`) and the ``surfbench md`` command (:mod:`.cli`)."""

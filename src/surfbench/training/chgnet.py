@@ -1,0 +1,247 @@
+"""CHGNet fine-tuning with chgnet's own trainer (``chgnet.trainer.Trainer``,
+``chgnet.data.dataset.StructureData``).
+
+The foundation (``--from``, default :data:`DEFAULT_FOUNDATION`) is a registry name of a CHGNet
+model (chgnet-0.3.0, chgnet-0.2.0: built as for evaluation) or the path of a CHGNet file
+(``CHGNet.from_file``). Every weight except the composition model (the per-element reference
+energies, frozen as chgnet does by default; ``train_composition_model: true`` trains them) is
+trained from the foundation's values. From-scratch training is not offered.
+
+Magnetic moments: the mlearn frames (and most user data) carry none, so the magmom head is not
+trained: the targets are ``efs`` (``ef`` without stress), i.e. no ``m``, magmoms are passed
+as None and the magmom loss ratio is 0. The head's weights stay the foundation's; CHGNet still
+predicts (untrained) magmoms.
+
+Units and signs, as ``StructureData`` expects them: energies in eV/atom (CHGNet 0.3.0 is
+intensive), forces eV/Angstrom, stresses 3x3 in VASP's convention, kBar with compression
+positive: chgnet multiplies them by -0.1 to get its own GPa stress with ASE's sign. A surfbench
+frame's ASE stress ``s`` (eV/Angstrom^3) is therefore passed as ``-10 * s / ase.units.GPa``.
+Every cell is made fully periodic (pbc=True), as surfbench evaluates slabs.
+
+Loss (chgnet ``CombinedLoss``): ``energy_weight`` x L(energy per atom, eV/atom) +
+``force_weight`` x L(force components, eV/Angstrom) + ``stress_weight`` x L(stress components,
+GPa), L = ``loss`` (``mse`` default, or ``huber``, ``mae``). Stress enters only when every
+training and validation frame has one (``settings["use_stress"]``).
+
+Settings read (defaults in brackets): ``epochs`` [10], ``patience`` [None], ``batch_size`` [4],
+``lr`` [1e-4], ``loss`` [mse], ``energy_weight`` [1], ``force_weight`` [1], ``stress_weight``
+[0.1], ``magmom_weight`` (must be 0: there are no magmom labels), ``train_composition_model``
+[False], ``threads`` [torch's default]. ``dtype`` is ignored (CHGNet trains in float32).
+Optimiser Adam, cosine learning-rate decay to lr/100 over the run (chgnet's defaults).
+
+Early stopping and the model kept: after each epoch the validation score is
+``energy_weight x MAE_e + force_weight x MAE_f (+ stress_weight x MAE_s)`` (chgnet reports
+MAEs); the weights of the lowest score are kept, and training stops after ``patience`` epochs
+without a lower one. Without validation frames the training frames stand in. The model is
+written with chgnet's ``Trainer.save`` to ``<workdir>/<name>.pth.tar`` and loaded by
+:class:`surfbench.models.loaders.chgnet.ChgnetBackend` (``CHGNet.from_file``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surfbench.data.frames import Frame
+from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob
+from surfbench.training.io import has_forces, has_stress
+from surfbench.training.resources import peak_rss_self_mb
+
+DEFAULT_FOUNDATION = "chgnet-0.3.0"
+
+#: presets for this driver (the shared vocabulary of :mod:`surfbench.training.presets`)
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    # CHGNet paper (Deng et al. 2023): energy:force:stress(:magmom) = 1:1:0.1(:0.1); magmom 0
+    # here (no labels); fine-tuning lr 1e-4; 200 epochs, patience 50
+    "paper": {
+        "epochs": 200, "patience": 50, "batch_size": 8, "lr": 1e-4, "loss": "mse",
+        "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.1, "magmom_weight": 0.0,
+        "train_composition_model": False,
+    },
+    "cpu-quick": {
+        "epochs": 5, "patience": 3, "batch_size": 4, "lr": 1e-4, "loss": "mse",
+        "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.1, "magmom_weight": 0.0,
+        "train_composition_model": False, "threads": 2,
+    },
+}
+
+_LOSSES = {"mse": "MSE", "huber": "Huber", "mae": "MAE", "l1": "MAE"}
+
+
+def stress_label_kbar(frame: Frame) -> list[list[float]]:
+    """The frame's stress as ``StructureData`` wants it: 3x3, kBar, VASP sign (compression > 0)."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+    from ase.units import GPa
+
+    full = voigt_6_to_full_3x3_stress(np.asarray(frame.stress_ev_per_a3, dtype=float))
+    return (-10.0 * full / GPa).tolist()
+
+
+def _structure(frame: Frame):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = frame.atoms.copy()
+    atoms.pbc = True
+    atoms.calc = None
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def load_foundation(foundation: str | None):
+    """(CHGNet model, weights file) of a registry name or a file (default chgnet-0.3.0)."""
+    from chgnet.model import CHGNet
+
+    foundation = foundation or DEFAULT_FOUNDATION
+    path = Path(foundation).expanduser()
+    if path.is_file():
+        try:
+            return CHGNet.from_file(str(path)), path
+        except Exception as exc:  # torch unpickling / missing keys
+            raise TrainingError(f"chgnet: cannot load the foundation file {path}: {type(exc).__name__}: {exc}") from exc
+    from surfbench.models import ModelLoadError, get_spec, load_model
+    from surfbench.models.loaders.chgnet import ChgnetBackend
+
+    try:
+        spec = get_spec(foundation)
+        backend = load_model(foundation).backend
+        if not isinstance(backend, ChgnetBackend):
+            raise TrainingError(f"chgnet: foundation {foundation!r} is a {spec.family} model, not a CHGNet model")
+        (file,) = backend.weight_files()
+    except ModelLoadError as exc:
+        raise TrainingError(f"chgnet: foundation {foundation!r}: {exc}") from exc
+    if backend.weights is not None:
+        return CHGNet.from_file(str(file)), file
+    return CHGNet.load(model_name=backend.variant, use_device="cpu", verbose=False), file
+
+
+class ChgnetTrainer(Trainer):
+    method = "chgnet"
+    modes = (FINETUNE,)
+
+    def train(self, job: TrainJob) -> TrainedModel:
+        from surfbench.training.matgl import check_name
+
+        if job.mode not in self.modes:
+            raise TrainingError(f"chgnet: only fine-tuning is offered (mode {FINETUNE!r}), not {job.mode!r}")
+        check_name(job)
+        frames = list(job.train) + list(job.valid)
+        if not job.train:
+            raise TrainingError(f"chgnet ({job.name}): no training frames")
+        if not has_forces(frames):
+            missing = next(f for f in frames if f.forces_ev_per_a is None)
+            raise TrainingError(f"chgnet ({job.name}): frame {missing.source} has no forces")
+        s = dict(job.settings)
+        if s.get("magmom_weight"):
+            raise TrainingError(f"chgnet ({job.name}): magmom_weight must be 0: the frames carry no magnetic moments")
+        loss = str(s.get("loss", "mse")).lower()
+        if loss not in _LOSSES:
+            raise TrainingError(f"chgnet ({job.name}): loss {loss!r} is not one of {sorted(_LOSSES)}")
+        use_stress = bool(s.get("stress_weight", 0.1)) and has_stress(frames)
+        job.settings["use_stress"] = s["use_stress"] = use_stress
+        work = Path(job.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        log_path = work / "train.log"
+        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            model, trainer, history, foundation_file = self._fit(job, s, work)
+        out = work / f"{job.name}.pth.tar"
+        trainer.save(str(out))
+        n_parameters = int(sum(p.numel() for p in model.parameters()))
+        (work / "history.json").write_text(json.dumps(history, indent=1))
+        entry = {
+            "name": job.name,
+            "family": "CHGNet",
+            "backend": "surfbench.models.loaders.chgnet:ChgnetBackend",
+            "package": "chgnet",
+            "version": ">=0.4,<0.5",
+            "weights": {"source": "local", "path": str(out.resolve())},
+            "parameters": n_parameters,
+            "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
+            "training_set_size": f"{len(job.train)} structures",
+            "licence": "BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
+            "citation": "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)",
+            "note": (f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} ({foundation_file.name}) with "
+                     f"surfbench train (seed {job.seed}, preset {s.get('preset', '-')}, targets "
+                     f"{'efs' if use_stress else 'ef'}, no magmom loss: the frames have no magnetic moments)"),
+        }
+        return TrainedModel(weights_path=out, registry_entry=entry, n_parameters=n_parameters,
+                            wall_s=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start,
+                            peak_rss_mb=peak_rss_self_mb(), log_path=log_path,
+                            history=history)
+
+    def _fit(self, job: TrainJob, s: dict[str, Any], work: Path):
+        try:
+            import torch
+            from chgnet.data.dataset import StructureData, collate_graphs
+            from chgnet.trainer import Trainer as ChgnetLoop
+            from torch.utils.data import DataLoader
+        except ImportError as exc:
+            raise TrainingError(f"chgnet needs the 'chgnet' package ({exc}); pip install torch==2.13.0 'chgnet>=0.4,<0.5'") from exc
+
+        if s.get("threads"):
+            torch.set_num_threads(int(s["threads"]))
+        torch.manual_seed(job.seed)
+        model, foundation_file = load_foundation(job.foundation)
+        use_stress = s["use_stress"]
+
+        def dataset(frames: list[Frame]) -> StructureData:
+            return StructureData(
+                structures=[_structure(f) for f in frames],
+                energies=[f.energy_ev / f.n_atoms for f in frames],  # eV/atom
+                forces=[np.asarray(f.forces_ev_per_a, dtype=float).tolist() for f in frames],
+                stresses=[stress_label_kbar(f) for f in frames] if use_stress else None,
+                magmoms=None,  # no magnetic moments in the data: no magmom loss
+                structure_ids=[f.source for f in frames],
+                graph_converter=model.graph_converter, shuffle=False,
+            )
+
+        batch_size = int(s.get("batch_size", 4))
+        train_loader = DataLoader(dataset(list(job.train)), batch_size=batch_size, shuffle=True,
+                                  collate_fn=collate_graphs, num_workers=0,
+                                  generator=torch.Generator().manual_seed(job.seed))
+        valid_frames = list(job.valid) or list(job.train)
+        valid_loader = DataLoader(dataset(valid_frames), batch_size=batch_size, shuffle=False,
+                                  collate_fn=collate_graphs, num_workers=0)
+        epochs = int(s.get("epochs", 10))
+        weights = {"e": float(s.get("energy_weight", 1.0)), "f": float(s.get("force_weight", 1.0)),
+                   "s": float(s.get("stress_weight", 0.1)) if use_stress else 0.0}
+        loop = ChgnetLoop(
+            model=model, targets="efs" if use_stress else "ef",
+            energy_loss_ratio=weights["e"], force_loss_ratio=weights["f"], stress_loss_ratio=weights["s"],
+            mag_loss_ratio=0.0, optimizer="Adam", scheduler="CosLR", criterion=_LOSSES[str(s.get("loss", "mse")).lower()],
+            epochs=epochs, learning_rate=float(s.get("lr", 1e-4)), use_device=job.device, torch_seed=job.seed,
+            print_freq=10_000,
+        )
+        patience = s.get("patience")
+        history: list[dict[str, float]] = []
+        best: dict[str, Any] = {"score": float("inf"), "state": None, "epoch": None}
+        ckpt = work / "checkpoints"
+        for epoch in range(epochs):
+            loop.starting_epoch, loop.epochs = epoch, epoch + 1  # one epoch of chgnet's own loop
+            try:
+                loop.train(train_loader, valid_loader, save_dir=str(ckpt),
+                           train_composition_model=bool(s.get("train_composition_model", False)))
+            except (RuntimeError, ValueError) as exc:
+                raise TrainingError(f"chgnet ({job.name}): training failed in epoch {epoch + 1}: {exc}") from exc
+            h = loop.training_history
+            row: dict[str, float] = {"epoch": epoch + 1}
+            for key in loop.targets:
+                row[f"train_{key}_mae"] = float(h[key]["train"][-1])
+                row[f"val_{key}_mae"] = float(h[key]["val"][-1])
+            if not all(np.isfinite(v) for v in row.values()):
+                raise TrainingError(f"chgnet ({job.name}): the loss became NaN in epoch {epoch + 1}; lower lr")
+            row["val_score"] = sum(weights[k] * row[f"val_{k}_mae"] for k in loop.targets)
+            history.append(row)
+            if row["val_score"] < best["score"]:
+                best.update(score=row["val_score"], epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
+            elif patience and epoch + 1 - best["epoch"] >= int(patience):
+                break
+        model.load_state_dict(best["state"])
+        for row in history:
+            row["kept"] = float(row["epoch"] == best["epoch"])
+        return model, loop, history, foundation_file

@@ -1,0 +1,67 @@
+"""``surfbench train``: the command's body (registered in :mod:`surfbench.cli`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def train(
+    method: Annotated[str, typer.Option("--method", "-m", help="mace, nequip, mtp, m3gnet, chgnet or sevennet.")],
+    elements: Annotated[str, typer.Option("--elements", "-e", help="Elements, comma-separated: one model for all of them.")],
+    source: Annotated[str, typer.Option("--from", help="'scratch', or the model to fine-tune: a registry name or a model file/folder.")] = "scratch",
+    data: Annotated[str, typer.Option("--data", help="Training frames: 'mlearn', or extxyz file(s) with energies and forces, comma-separated.")] = "mlearn",
+    preset: Annotated[str, typer.Option(help="paper, cpu-quick or tiny (see the README table).")] = "cpu-quick",
+    sizes: Annotated[Optional[str], typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 ('all' for the whole pool; default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the train/validation split and the subsets (and of the training).")] = 0,
+    include_surfaces: Annotated[bool, typer.Option("--include-surfaces", help="Keep frames of evaluated slabs in the training pool (they are held out by default).")] = False,
+    store: Annotated[Path, typer.Option("--store", "--workdir", "-w", help="Project folder: result store, trained models and their registry file.")] = Path("."),
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Surface data set to evaluate on (default mlearn-surfaces for --data mlearn).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda (training and evaluation).")] = "cpu",
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training and evaluation (default: the packages').")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset setting, key=value (repeatable), e.g. --set epochs=5.")] = None,
+) -> None:
+    """Train a model (from scratch or fine-tuned) on leakage-safe training frames, register it,
+    evaluate it on the held-out slabs and record its cost; with --sizes, a learning curve."""
+    from surfbench.cli import _fail, console
+    from surfbench.data.errors import DataError
+    from surfbench.training.base import TrainingError
+    from surfbench.training.pipeline import train_curve
+    from surfbench.training.presets import parse_overrides
+
+    try:
+        overrides = parse_overrides(set_)
+        result = train_curve(
+            method, source, elements=[e.strip() for e in elements.split(",") if e.strip()], store_dir=store,
+            data=data, dataset=dataset, preset=preset, sizes=sizes.split(",") if sizes else None, seed=seed,
+            include_surfaces=include_surfaces, device=device, overrides=overrides,
+            data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False),
+        )
+    except (TrainingError, DataError, ValueError) as exc:
+        _fail(str(exc))
+    from rich.table import Table
+
+    def num(v, fmt="{:.3f}"):
+        return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+    rows = ([result.zero_shot] if result.zero_shot else []) + result.models
+    n_test = rows[0].frames.get("n_frames", 0) if rows else 0
+    t = Table(title=f"{result.curve}: gamma on {result.split.summary()['n_evaluated_slabs']} held-out slabs, "
+                    f"energy/forces on {n_test} test frames")
+    for col in ("model", "n_train", "gamma RMSE (J/m^2)", "gamma MSE", "E RMSE (eV/atom)", "F RMSE (eV/A)",
+                "train wall (s)", "peak RSS (MB)", "parameters", ""):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r.name, str(r.n_train), num(r.surface.get("gamma_rmse")), num(r.surface.get("gamma_mse"), "{:+.3f}"),
+            num(r.frames.get("energy_rmse_ev_per_atom"), "{:.4f}"), num(r.frames.get("force_rmse_ev_per_a")),
+            num(r.wall_s, "{:.0f}"), num(r.peak_rss_mb, "{:.0f}"), num(r.n_parameters, "{:,}"),
+            "zero-shot" if r.n_train == 0 else ("reused" if r.reused else ""),
+        )
+    console.print(t)
+    console.print(f"store: {Path(store) / 'surfbench.sqlite'}; registry of trained models: "
+                  f"{Path(store) / 'trained-models.yaml'} ('surfbench report --workdir {store}' shows the curves)")

@@ -1,0 +1,483 @@
+"""Train a model, register it, evaluate it on the held-out slabs and record what it cost.
+
+:func:`train_curve` is ``surfbench train``: for each training-set size of a learning curve
+(one size: one model) it
+
+1. takes the nested subset of the leakage-safe split (:mod:`surfbench.training.splits`);
+2. trains with the method's driver (:func:`surfbench.training.base.get_trainer`) in
+   ``<store folder>/trained/<name>/``, unless the same training (same name and configuration
+   hash, weights still there) is already recorded: a rerun is free;
+3. writes the model's registry entry to ``<store folder>/trained-models.yaml`` (weights path
+   relative to that file) and registers the file (:func:`surfbench.models.registry.use_project`),
+   so ``load_model(name)`` works here and in any later ``surfbench run --workdir <folder>``;
+4. evaluates it through the normal runner on the slabs of its elements in the surface data set
+   (all held out from training unless ``include_surfaces``) into the store, and with single
+   points on the test frames (:func:`surfbench.evaluation.frames.evaluate_frames`);
+5. records the training in the store's ``trainings`` table (created here): method, mode,
+   foundation, preset, settings, split summary (which frames were held out and why), the
+   training frames and their structure hashes, wall time (s), peak RSS (MB), parameters,
+   energy and force errors on the test frames, per-epoch history.
+
+For fine-tuning from a registry model, the foundation itself is evaluated the same way (its
+zero-shot point of the learning curve, n_train = 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from surfbench.data.frames import Frame
+from surfbench.evaluation.store import ResultStore
+from surfbench.records import Dataset, structure_hash
+from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, TrainingError, TrainJob, get_trainer
+from surfbench.training.splits import MLEARN, TrainingSplit, frame_key
+
+Echo = Callable[[str], None]
+
+TRAINED_DIR = "trained"
+
+_TRAININGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trainings (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT,
+    method TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    foundation TEXT,
+    preset TEXT NOT NULL,
+    elements TEXT NOT NULL,
+    data TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    curve TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    include_surfaces INTEGER NOT NULL,
+    n_train INTEGER NOT NULL,
+    n_valid INTEGER NOT NULL,
+    n_test INTEGER NOT NULL,
+    wall_s REAL,
+    cpu_s REAL,
+    peak_rss_mb REAL,
+    n_parameters INTEGER,
+    device TEXT,
+    settings TEXT NOT NULL,
+    split TEXT NOT NULL,
+    train_frames TEXT NOT NULL,
+    train_hashes TEXT NOT NULL,
+    frame_metrics TEXT,
+    history TEXT,
+    zero_shot TEXT,
+    weights TEXT NOT NULL,
+    log TEXT,
+    config_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+#: JSON columns of the trainings table
+JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------- the trainings table
+
+
+def _connection(store: ResultStore):
+    con = store._con  # the store's own connection: one writer, one transaction per call
+    con.executescript(_TRAININGS_SCHEMA)
+    return con
+
+
+def put_training(store: ResultStore, row: dict[str, Any]) -> None:
+    """Insert or replace one training (``row``: the table's columns; JSON columns as objects)."""
+    con = _connection(store)
+    row = {k: (json.dumps(v, default=str) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+    cols = ", ".join(row)
+    with con:
+        con.execute(f"INSERT OR REPLACE INTO trainings ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+
+def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
+    """Every recorded training (JSON columns parsed unless ``parse`` is False); an empty frame
+    for a store without trainings (the table is not created by reading)."""
+    exists = store._con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='trainings'").fetchone()
+    if not exists:
+        return pd.DataFrame(columns=["name", "fingerprint", "method", "mode", "foundation", "preset", "elements",
+                                     "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
+                                     "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
+                                     "weights", "log", "config_hash", "created_at"])
+    df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
+    if parse:
+        for c in JSON_COLUMNS:
+            df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+    return df
+
+
+def get_training(store: ResultStore, name: str) -> dict[str, Any] | None:
+    df = trainings(store)
+    hit = df[df["name"] == name]
+    return None if hit.empty else hit.iloc[0].to_dict()
+
+
+# ---------------------------------------------------------------------------- registry file
+
+
+def registry_file(store_dir: Path) -> Path:
+    from surfbench.models.registry import TRAINED_MODELS_FILE
+
+    return Path(store_dir) / TRAINED_MODELS_FILE
+
+
+def write_registry_entry(store_dir: Path, entry: dict[str, Any]) -> Path:
+    """Add (or replace, by name) ``entry`` in the store folder's trained-models file, with a
+    local weights path inside the folder written relative to it; validated against the schema."""
+    from surfbench.models.registry import use_project, validate_entries
+
+    path = registry_file(store_dir)
+    entry = dict(entry)
+    w = dict(entry.get("weights") or {})
+    if w.get("source") == "local" and w.get("path"):
+        p = Path(w["path"]).resolve()
+        if p.is_relative_to(path.parent.resolve()):
+            w["path"] = p.relative_to(path.parent.resolve()).as_posix()
+        entry["weights"] = w
+    validate_entries([entry])
+    models = []
+    if path.is_file():
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        models = list(raw.get("models", []) if isinstance(raw, dict) else raw)
+    models = [m for m in models if m.get("name") != entry["name"]] + [entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text("# models trained by 'surfbench train' (registry entries, models/schema.json)\n"
+                   + yaml.safe_dump({"models": models}, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    use_project(path.parent)
+    return path
+
+
+# ---------------------------------------------------------------------------- names
+
+
+_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
+
+
+def _slug(text: str) -> str:
+    return _NAME_CHARS.sub("-", text.lower()).strip("-.") or "x"
+
+
+def foundation_tag(foundation: str | None) -> str:
+    """Short name of a foundation: its registry name, or a file's / folder's name."""
+    if not foundation:
+        return ""
+    p = Path(foundation)
+    return _slug(p.stem if p.suffix else p.name) if (os.sep in foundation or p.exists()) else _slug(foundation)
+
+
+def curve_id(method: str, mode: str, foundation: str | None, preset: str, elements: Sequence[str], seed: int,
+             include_surfaces: bool, overrides: dict[str, Any] | None = None) -> str:
+    """Identifies one learning curve: everything but the training-set size."""
+    tag = "scratch" if mode == SCRATCH else f"ft-{foundation_tag(foundation)}"
+    parts = [method, tag, "-".join(e.lower() for e in elements), preset]
+    if include_surfaces:
+        parts.append("with-surfaces")
+    if overrides:
+        parts.append("x" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:6])
+    return "-".join(parts) + f"-s{seed}"
+
+
+def model_name(curve: str, n_train: int) -> str:
+    """Registry name of one model of a curve: ``<curve>`` with ``-n<size>`` before the seed."""
+    head, _, seed = curve.rpartition("-s")
+    return _slug(f"{head}-n{n_train}-s{seed}")
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def frameset_of(data: str) -> str:
+    from surfbench.evaluation.frames import MLEARN_FRAMESET
+
+    return MLEARN_FRAMESET if data == MLEARN else "frames:" + ",".join(Path(d).name for d in data.split(","))
+
+
+def _frame_items(frames: Sequence[Frame]) -> list[tuple[str, Any]]:
+    from surfbench.evaluation.frames import frame_id
+
+    return [(frame_id(f), f.atoms) for f in frames]
+
+
+def frame_metrics(store: ResultStore, frameset: str, fingerprint: str, frames: Sequence[Frame]) -> dict[str, Any]:
+    """Energy-per-atom (eV/atom) and force-component (eV/A) errors of a model on ``frames``
+    from the store's frame results: RMSE, MAE, counts (a failed frame is counted, not an error
+    of 0)."""
+    from surfbench.analysis.metrics import error_stats
+    from surfbench.evaluation.frames import frame_id
+
+    res = store.frame_results(frameset, fingerprint).set_index("frame_id")
+    de, df_ = [], []
+    for f in frames:
+        fid = frame_id(f)
+        if fid not in res.index or res.loc[fid, "status"] != "ok":
+            de.append(math.nan)
+            continue
+        de.append((float(res.loc[fid, "energy_ev"]) - f.energy_ev) / f.n_atoms)
+        forces = res.loc[fid, "forces_ev_per_a"]
+        if f.forces_ev_per_a is not None and isinstance(forces, str):
+            df_.append((np.asarray(json.loads(forces), dtype=float) - f.forces_ev_per_a).ravel())
+    e = error_stats(de)
+    fs = error_stats(np.concatenate(df_) if df_ else [])
+    return {"n_frames": len(frames), "n_ok": e["n_ok"], "n_failed": e["n_failed"],
+            "energy_rmse_ev_per_atom": e["rmse"], "energy_mae_ev_per_atom": e["mae"],
+            "force_rmse_ev_per_a": fs["rmse"], "force_mae_ev_per_a": fs["mae"]}
+
+
+def surface_metrics(store: ResultStore, dataset: str, fingerprint: str, elements: set[str] | None = None) -> dict[str, Any]:
+    """gamma (J/m^2: RMSE, MAE, mean signed error, counts), slab and bulk energy per atom
+    (eV/atom, RMSE) of one run on the slabs and bulks of ``elements`` (all when None)."""
+    from surfbench.training.curves import predictions, surface_numbers
+
+    bulks, slabs = predictions(store, dataset, fingerprint)
+    if slabs.empty:
+        return {}
+    return surface_numbers(bulks, slabs, set(slabs["element"]) if elements is None else set(elements))
+
+
+def test_frames(split: TrainingSplit, settings: dict[str, Any]) -> list[Frame]:
+    """The test frames evaluated: all, or a seeded choice of ``max_test_frames`` of them."""
+    n = settings.get("max_test_frames")
+    if n is None or n >= len(split.test):
+        return list(split.test)
+    keep = sorted(np.random.default_rng(split.seed).choice(len(split.test), size=int(n), replace=False))
+    return [split.test[i] for i in keep]
+
+
+def evaluate_model(store: ResultStore, name: str, dataset: Dataset, test: Sequence[Frame], frameset: str, *,
+                   device: str = "cpu", threads: int | None = None, echo: Echo = print) -> tuple[str, dict, dict]:
+    """Evaluate a registered model on the slabs and bulks of ``dataset`` (the normal runner)
+    and on the ``test`` frames (single points); (fingerprint, surface metrics, frame metrics)."""
+    from surfbench.evaluation.frames import evaluate_frames
+    from surfbench.evaluation.runner import run
+    from surfbench.models import ModelLoadError, load_model
+
+    try:
+        model = load_model(name, device=device)
+        summary = run(dataset, model, store, "static", threads=threads)
+        if test:
+            evaluate_frames(_frame_items(test), model, store, frameset, threads=threads)
+    except ModelLoadError as exc:
+        raise TrainingError(f"evaluating {name}: {exc}") from exc
+    echo(f"  {name}: {summary.computed} structures computed, {summary.reused} reused, {summary.failed} failed")
+    elements = {s.element for s in dataset.surfaces}
+    return (summary.fingerprint, surface_metrics(store, dataset.name, summary.fingerprint, elements),
+            frame_metrics(store, frameset, summary.fingerprint, test))
+
+
+# ---------------------------------------------------------------------------- one training
+
+
+@dataclass
+class TrainingResult:
+    """One trained (or reused) model with its evaluation."""
+
+    name: str
+    fingerprint: str
+    n_train: int
+    reused: bool
+    wall_s: float | None
+    peak_rss_mb: float | None
+    n_parameters: int | None
+    surface: dict[str, Any] = field(default_factory=dict)
+    frames: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_hash(job: TrainJob, data: str) -> str:
+    payload = {
+        "method": job.method, "mode": job.mode, "foundation": job.foundation, "elements": list(job.elements),
+        "seed": job.seed, "settings": job.settings, "data": data, "device": job.device,
+        "train": [frame_key(f) for f in job.train], "valid": [frame_key(f) for f in job.valid],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _entry_with_provenance(trained: TrainedModel, job: TrainJob, split: TrainingSplit, data: str) -> dict[str, Any]:
+    entry = dict(trained.registry_entry)
+    entry["name"] = job.name
+    if trained.n_parameters:
+        entry.setdefault("parameters", int(trained.n_parameters))
+    els = "-".join(job.elements)
+    entry.setdefault("training_set", f"{data} {els}: {len(job.train)} training + {len(job.valid)} validation frames")
+    entry.setdefault("training_set_size", f"{len(job.train)} frames")
+    if data == MLEARN:
+        entry.setdefault("level_of_theory", "PBE (VASP), mlearn (Zuo et al. 2020)")
+    held = ("surfaces included on request (--include-surfaces)" if split.include_surfaces
+            else f"{len(split.held_out)} frames of evaluated slabs held out")
+    how = f"fine-tuned from {job.foundation}" if job.mode == FINETUNE else "trained from scratch"
+    entry.setdefault("note", f"{how} by 'surfbench train' (preset {job.settings.get('preset')}, seed {job.seed}); {held}")
+    return entry
+
+
+def train_one(
+    store: ResultStore, split: TrainingSplit, method: str, mode: str, settings: dict[str, Any], n_train: int,
+    curve: str, *, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
+    threads: int | None = None, zero_shot: TrainingResult | None = None, echo: Echo = print,
+) -> TrainingResult:
+    """Train (or reuse), register, evaluate and record one model of a curve."""
+    store_dir = Path(store.path).parent
+    name = model_name(curve, n_train)
+    job = TrainJob(
+        method=method, mode=mode, train=split.subset(n_train), valid=list(split.valid), elements=split.elements,
+        settings=dict(settings), workdir=store_dir / TRAINED_DIR / name, name=name, device=device, seed=seed,
+        foundation=foundation,
+    )
+    if threads:
+        job.settings.setdefault("threads", threads)
+    config_hash = _config_hash(job, data)
+    previous = get_training(store, name)
+    reuse = (previous is not None and previous["config_hash"] == config_hash
+             and (store_dir / previous["weights"]).exists() and registry_file(store_dir).is_file())
+    if reuse:
+        echo(f"{name}: trained before (same configuration), reusing {previous['weights']}")
+        from surfbench.models.registry import use_project
+
+        use_project(store_dir)
+        wall, cpu, rss, params = previous["wall_s"], previous["cpu_s"], previous["peak_rss_mb"], previous["n_parameters"]
+        settings_used, history, weights, log = previous["settings"], previous["history"], previous["weights"], previous["log"]
+    else:
+        echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on {len(job.train)} "
+             f"frames, {len(job.valid)} validation frames, preset {settings.get('preset')}")
+        trained = get_trainer(method).train(job)
+        write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data))
+        wall, cpu, rss, params = trained.wall_s, trained.cpu_s, trained.peak_rss_mb, trained.n_parameters
+        settings_used, history = job.settings, trained.history
+        weights = os.path.relpath(Path(trained.weights_path).resolve(), store_dir.resolve())
+        log = os.path.relpath(Path(trained.log_path).resolve(), store_dir.resolve()) if trained.log_path else None
+        echo(f"  trained in {wall:.0f} s (CPU {cpu or float('nan'):.0f} s), peak memory {rss or float('nan'):.0f} MB, "
+             f"{params or '?'} parameters")
+    fingerprint, surface, frames = evaluate_model(
+        store, name, dataset, test_frames(split, settings), frameset_of(data), device=device, threads=threads, echo=echo)
+    put_training(store, {
+        "name": name, "fingerprint": fingerprint, "method": method, "mode": mode, "foundation": foundation,
+        "preset": str(settings.get("preset")), "elements": ",".join(split.elements), "data": data,
+        "dataset": dataset.name, "curve": curve, "seed": seed, "include_surfaces": int(split.include_surfaces),
+        "n_train": len(job.train), "n_valid": len(job.valid), "n_test": int(frames.get("n_frames", 0)),
+        "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss, "n_parameters": params, "device": device,
+        "settings": settings_used, "split": split.summary(),
+        "train_frames": [frame_key(f) for f in job.train], "train_hashes": [structure_hash(f.atoms) for f in job.train],
+        "frame_metrics": frames, "history": history, "weights": weights, "log": log,
+        "zero_shot": None if zero_shot is None else {"model": zero_shot.name, "fingerprint": zero_shot.fingerprint,
+                                                     "frame_metrics": zero_shot.frames},
+        "config_hash": config_hash, "created_at": previous["created_at"] if reuse else _now(),
+    })
+    return TrainingResult(name, fingerprint, len(job.train), reuse, wall, rss, params, surface, frames)
+
+
+# ---------------------------------------------------------------------------- a curve
+
+
+@dataclass
+class CurveResult:
+    curve: str
+    split: TrainingSplit
+    models: list[TrainingResult]
+    zero_shot: TrainingResult | None = None
+
+
+def _sizes(sizes: Sequence[int | str] | None, split: TrainingSplit) -> list[int]:
+    if not sizes:
+        return [len(split.pool)]
+    out = sorted({len(split.pool) if str(s).strip().lower() == "all" else int(s) for s in sizes})
+    return out
+
+
+def train_curve(
+    method: str,
+    source: str = SCRATCH,
+    *,
+    elements: Sequence[str],
+    store_dir: str | os.PathLike = ".",
+    data: str = MLEARN,
+    dataset: str | Dataset | None = None,
+    preset: str = "cpu-quick",
+    sizes: Sequence[int | str] | None = None,
+    seed: int = 0,
+    include_surfaces: bool = False,
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    download: bool = True,
+    echo: Echo = print,
+) -> CurveResult:
+    """``surfbench train``: train ``method`` from scratch (``source="scratch"``) or fine-tuned
+    from ``source`` (a registry name or a model file/folder) on nested subsets of the
+    leakage-safe training frames of ``elements`` (one model per size in ``sizes``; all pool
+    frames when None), each evaluated on the slabs of ``dataset`` (default ``mlearn-surfaces``
+    for the mlearn data) and recorded in the store of ``store_dir``."""
+    from surfbench.data.mlearn import ELEMENTS as MLEARN_ELEMENTS
+    from surfbench.data.registry import load_dataset
+    from surfbench.models.registry import use_project
+    from surfbench.training.presets import resolve
+    from surfbench.training.splits import load_frames, make_split
+
+    mode = SCRATCH if source == SCRATCH else FINETUNE
+    foundation = None if mode == SCRATCH else source
+    elements = tuple(elements)
+    if not elements:
+        raise TrainingError("give at least one element (--elements Cu)")
+    trainer = get_trainer(method)
+    if mode not in trainer.modes:
+        raise TrainingError(f"{method}: mode {mode!r} is not offered; offered: {', '.join(trainer.modes)}")
+    if dataset is None:
+        if data != MLEARN:
+            raise TrainingError("with your own training frames, give the surface data set to evaluate on (--dataset FILE)")
+        dataset = "mlearn-surfaces"
+    settings = resolve(method, preset, mode, overrides)
+    store_dir = Path(store_dir)
+    use_project(store_dir)
+    if isinstance(dataset, Dataset):
+        ds = dataset.select(elements=set(elements))
+    elif dataset == "mlearn-surfaces":  # only the elements trained on (the Miller index inference is not free)
+        from surfbench.data.mlearn import load_mlearn_surfaces
+
+        ds = load_mlearn_surfaces(data_dir, elements=[e for e in elements if e in MLEARN_ELEMENTS], download=download)
+    else:
+        ds = load_dataset(dataset, data_dir, download=download).select(elements=set(elements))
+    if not ds.surfaces:
+        raise TrainingError(f"data set {dataset!r} has no slab of {', '.join(elements)} to evaluate on")
+    frames = load_frames(data, elements, data_dir, download=download)
+    split = make_split(frames, ds, elements, seed=seed, include_surfaces=include_surfaces,
+                       valid_fraction=float(settings.get("valid_fraction", 0.1)), max_valid=settings.get("max_valid"),
+                       n_valid=settings.get("n_valid"))
+    s = split.summary()
+    echo(f"{', '.join(elements)}: {s['n_pool'] + s['n_valid']} training-split frames usable "
+         f"({s['n_valid']} for validation), {s['n_test']} test frames; "
+         + (f"{s['n_leaked']} frames of evaluated slabs LEFT IN the training pool (--include-surfaces)"
+            if include_surfaces else f"{s['n_held_out']} frames held out ({s['held_out_reasons']})"))
+    curve = curve_id(method, mode, foundation, preset, elements, seed, include_surfaces, overrides)
+    result = CurveResult(curve, split, [])
+    with ResultStore(store_dir) as store:
+        if foundation is not None and not Path(foundation).exists():
+            echo(f"zero-shot {foundation} on the same slabs and test frames")
+            fp, surface, fm = evaluate_model(store, foundation, ds, test_frames(split, settings), frameset_of(data), device=device,
+                                             threads=threads, echo=echo)
+            result.zero_shot = TrainingResult(foundation, fp, 0, True, None, None, None, surface, fm)
+        for n in _sizes(sizes, split):
+            result.models.append(train_one(
+                store, split, method, mode, settings, n, curve, foundation=foundation, data=data, dataset=ds,
+                device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo))
+    return result

@@ -1,0 +1,182 @@
+"""Execution backends: in-process and a local Dask cluster of two workers give the same
+numbers, every record once; the relaxed protocol's bulks are done before their slabs; a
+model in its own environment runs on Dask workers; a complete store starts no cluster; the
+built data set is cached and rebuilt when an input changes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import yaml
+from ase.build import bulk, fcc100, fcc111
+from typer.testing import CliRunner
+
+from surfbench.evaluation.relax import RelaxedProtocol
+from surfbench.evaluation.runner import run
+from surfbench.evaluation.store import ResultStore
+from surfbench.execution.executors import DaskExecutor, InProcessExecutor, LazyExecutor, jobqueue_cluster, make_executor
+from surfbench.models import load_model
+from surfbench.models.registry import ENV_EXTRA_REGISTRY, registry_entries
+from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from tests.test_isolated import second_env  # noqa: F401 - fixture: a second Python environment
+
+
+def _dataset() -> Dataset:
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    ni = bulk("Ni", "fcc", a=3.52, cubic=True)
+    bulks = {
+        "Cu/bulk": BulkRecord(id="Cu/bulk", element="Cu", atoms=cu, energy_ev=-16.0),
+        "Ni/bulk": BulkRecord(id="Ni/bulk", element="Ni", atoms=ni, energy_ev=-22.0),
+    }
+    slabs = []
+    for el, a, e_b in (("Cu", 3.6, -4.0), ("Ni", 3.52, -5.5)):
+        for build, layers, miller in ((fcc111, 4, (1, 1, 1)), (fcc100, 4, (1, 0, 0)), (fcc111, 5, (1, 1, 1))):
+            atoms = build(el, (1, 1, layers), a=a, vacuum=6.0, periodic=True)
+            atoms.rattle(0.02, seed=layers)  # something for the relaxation to do
+            slabs.append(SurfaceRecord(id=f"{el}/{''.join(map(str, miller))}-{layers}", element=el, atoms=atoms,
+                                       energy_ev=e_b * len(atoms) + 1.0, bulk_id=f"{el}/bulk",
+                                       bulk_energy_per_atom_ev=e_b, miller=miller))
+    return Dataset("toy", bulks, slabs)
+
+
+@pytest.fixture(scope="module")
+def dask2():
+    """A local Dask cluster of two worker processes (one torch thread each)."""
+    with make_executor(2) as ex:
+        yield ex
+
+
+def _energies(store: ResultStore, fingerprint: str, protocol: str):
+    res = store.results("toy", fingerprint, protocol)
+    assert res["record_id"].is_unique
+    return res.set_index("record_id")
+
+
+def test_local_cluster_matches_in_process(tmp_path, dask2):
+    ds = _dataset()
+    relaxed = RelaxedProtocol(fmax_ev_per_a=0.05, steps=200)
+    with ResultStore(tmp_path / "local") as local, ResultStore(tmp_path / "dask") as remote:
+        for proto in ("static", relaxed):
+            a = run(ds, load_model("emt"), local, proto)
+            seen: list[str] = []
+            b = run(ds, load_model("emt"), remote, proto, executor=dask2, progress=lambda rid, o: seen.append(rid))
+            assert (a.computed, b.computed, a.failed, b.failed) == (8, 8, 0, 0)
+            assert sorted(seen) == sorted([*ds.bulks, *(s.id for s in ds.surfaces)])
+            if proto is relaxed:  # both bulks were written before any slab was submitted
+                assert set(seen[:2]) == {"Cu/bulk", "Ni/bulk"}
+            name = proto if isinstance(proto, str) else proto.name
+            x, y = _energies(local, a.fingerprint, name), _energies(remote, b.fingerprint, name)
+            assert len(x) == len(y) == 8 and (y["status"] == "ok").all()
+            for rid in x.index:
+                assert y.loc[rid, "energy_ev"] == pytest.approx(x.loc[rid, "energy_ev"], abs=1e-9)
+            assert set(y["threads"]) == {1}  # one torch thread per Dask worker
+        # the slabs were relaxed at the model's bulk lattice: the scale comes from the bulk result
+        ext = remote.results("toy", b.fingerprint, relaxed.name).set_index("record_id")["extra"]
+        assert '"lattice_scale"' in ext["Cu/111-4"]
+        assert run(ds, load_model("emt"), remote, "static", executor=dask2).computed == 0
+
+
+def test_isolated_model_on_dask_workers(tmp_path, dask2, second_env, monkeypatch):  # noqa: F811
+    """A model whose registry entry names another interpreter runs on the Dask workers through
+    its worker subprocess, with the in-process numbers."""
+    entry = dict({e["name"]: e for e in registry_entries()}["emt"], name="emt-elsewhere", python=str(second_env))
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump([entry]))
+    monkeypatch.setenv(ENV_EXTRA_REGISTRY, str(tmp_path / "extra.yaml"))
+    ds = _dataset()
+    with ResultStore(tmp_path) as store:
+        ref = run(ds, load_model("emt"), store)
+        iso = run(ds, load_model("emt-elsewhere"), store, executor=dask2)
+        assert iso.computed == 8 and iso.failed == 0
+        x, y = _energies(store, ref.fingerprint, "static"), _energies(store, iso.fingerprint, "static")
+    for rid in x.index:
+        assert y.loc[rid, "energy_ev"] == pytest.approx(x.loc[rid, "energy_ev"], abs=1e-9)
+
+
+def test_a_complete_store_starts_no_cluster(tmp_path):
+    ds = _dataset()
+
+    def never():
+        raise AssertionError("a cluster was started for nothing")
+
+    with ResultStore(tmp_path) as store:
+        run(ds, load_model("emt"), store)
+        lazy = LazyExecutor(never)
+        s = run(ds, load_model("emt"), store, executor=lazy)
+        lazy.close()
+    assert (s.computed, s.reused) == (0, 8)
+
+
+def test_executor_options():
+    assert isinstance(make_executor(), InProcessExecutor)
+    with pytest.raises(ValueError, match="at least 1"):
+        make_executor(0)
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        DaskExecutor(client=None, timeout_s=-1)
+
+
+def test_slurm_job_script_from_config():
+    """--scheduler slurm builds a dask-jobqueue SLURMCluster from Dask's config; here the
+    settings are given directly and the job script it would submit is checked."""
+    cluster = jobqueue_cluster("slurm", cores=1, processes=1, memory="4GB", walltime="01:00:00",
+                               job_script_prologue=["source /path/to/venv/bin/activate"])
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH -t 01:00:00" in script
+    assert "source /path/to/venv/bin/activate" in script and "distributed.cli.dask_worker" in script
+
+
+def test_cli_rejects_bad_execution_options(tmp_path):
+    from surfbench.cli import app
+    from surfbench.data.userdata import write_user_dataset
+
+    data = write_user_dataset(_dataset(), tmp_path / "toy.extxyz")
+    runner = CliRunner()
+    for opts, message in ((["--workers", "0"], "--workers must be at least 1"),
+                          (["--timeout", "0"], "--timeout must be a positive")):
+        res = runner.invoke(app, ["run", "-m", "emt", "-d", str(data), "-w", str(tmp_path), *opts])
+        assert res.exit_code == 2, res.output
+        assert message in res.output
+
+
+def test_dataset_cache_hit_and_rebuild(tmp_path, monkeypatch):
+    from surfbench.data import registry
+    from surfbench.data.userdata import write_user_dataset
+    from surfbench.execution.dataset_cache import cache_folder, load_dataset_cached
+
+    path = write_user_dataset(_dataset(), tmp_path / "toy.extxyz")
+    first = load_dataset_cached(str(path))
+    assert len(list(cache_folder().glob("*.pkl"))) >= 1
+    calls = []
+    real = registry.load_dataset
+    monkeypatch.setattr(registry, "load_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = load_dataset_cached(str(path))
+    assert calls == []  # served from the cache
+    assert [s.id for s in again.surfaces] == [s.id for s in first.surfaces]
+    assert [s.content_hash for s in again.surfaces] == [s.content_hash for s in first.surfaces]
+    assert again.surfaces[0].dft_gamma_j_per_m2 == first.surfaces[0].dft_gamma_j_per_m2
+    # the input changes (new modification time): rebuilt
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    load_dataset_cached(str(path))
+    assert len(calls) == 1
+    # a broken cache file is ignored and rebuilt
+    for f in cache_folder().glob("*.pkl"):
+        f.write_bytes(b"not a pickle")
+    assert [s.id for s in load_dataset_cached(str(path)).surfaces] == [s.id for s in first.surfaces]
+    assert len(calls) == 2
+
+
+def test_in_process_timeout_does_not_change_numbers(tmp_path):
+    ds = _dataset()
+    with ResultStore(tmp_path / "a") as a, ResultStore(tmp_path / "b") as b:
+        ra = run(ds, load_model("emt"), a)
+        t0 = time.perf_counter()
+        rb = run(ds, load_model("emt"), b, timeout_s=60)
+        assert time.perf_counter() - t0 < 300
+        x, y = _energies(a, ra.fingerprint, "static"), _energies(b, rb.fingerprint, "static")
+    for rid in x.index:
+        assert y.loc[rid, "energy_ev"] == x.loc[rid, "energy_ev"]

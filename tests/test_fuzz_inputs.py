@@ -1,0 +1,174 @@
+"""Fuzzing the input readers with hypothesis: corrupt mlearn JSON (bytes and documents) and
+corrupt user extxyz files give a clear :class:`DataError` (or, for the validator, a list of
+problems), never another exception. Deterministic (``derandomize``) and small."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from ase.build import bulk, fcc111
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from surfbench.data.errors import DataError
+from surfbench.data.mlearn import parse_mlearn_docs, read_mlearn_json
+from surfbench.data.userdata import load_user_dataset, validate, write_user_dataset
+from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+
+FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _mlearn_doc() -> dict:
+    """One valid mlearn document: a 2-atom Mo cell, energy, forces and virial stress."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = bulk("Mo", "bcc", a=3.16, cubic=True)
+    return {
+        "structure": AseAtomsAdaptor.get_structure(atoms).as_dict(), "num_atoms": 2,
+        "outputs": {"energy": -21.7, "forces": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.1]],
+                    "virial_stress": [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]},
+        "element": "Mo", "group": "Elastic", "tag": "train", "description": "Mo bcc",
+    }
+
+
+VALID = _mlearn_doc()
+
+
+def _paths(obj, prefix=()):
+    """Every key path into a nested document."""
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, (*prefix, i))
+
+
+PATHS = [p for p in _paths(VALID) if p]
+
+
+def _set(doc, path, value):
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), JSON_VALUES), min_size=1, max_size=3))
+def test_mutated_mlearn_documents(edits):
+    doc = copy.deepcopy(VALID)
+    for path, value in edits:
+        try:
+            _set(doc, path, value)
+        except (KeyError, IndexError, TypeError):  # an earlier edit removed the container
+            pass
+    try:
+        frames = parse_mlearn_docs([VALID, doc], "fuzz.json", "Mo", "training")
+    except DataError as exc:
+        assert "fuzz.json" in str(exc)
+    else:
+        assert len(frames) == 2 and all(len(f.atoms) > 0 for f in frames)
+
+
+@FUZZ
+@given(docs=JSON_VALUES)
+def test_arbitrary_json(docs):
+    try:
+        parse_mlearn_docs(docs, "fuzz.json", "Mo", "test")
+    except DataError as exc:
+        assert "fuzz.json" in str(exc)
+
+
+def _corrupt(data: bytes, cut: int, flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data[: max(0, len(data) - cut)])
+    for pos, byte in flips:
+        if out:
+            out[pos % len(out)] = byte
+    return bytes(out)
+
+
+CORRUPTION = dict(cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                           max_size=6))
+
+
+@FUZZ
+@given(**CORRUPTION)
+def test_corrupt_mlearn_file(tmp_path_factory, cut, flips):
+    path = tmp_path_factory.mktemp("json") / "training.json"
+    path.write_bytes(_corrupt(json.dumps([VALID, VALID]).encode(), cut, flips))
+    try:
+        read_mlearn_json(path, "Mo", "training")
+    except DataError as exc:
+        assert str(path) in str(exc)
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory) -> bytes:
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    b = BulkRecord(id="Cu-bulk", element="Cu", atoms=cu, energy_ev=-16.0)
+    slab = SurfaceRecord(id="Cu-111", element="Cu", atoms=fcc111("Cu", (1, 1, 3), a=3.6, vacuum=6.0, periodic=True),
+                         energy_ev=-11.0, bulk_id=b.id, bulk_energy_per_atom_ev=-4.0, miller=(1, 1, 1), split="test")
+    path = write_user_dataset(Dataset("toy", {b.id: b}, [slab]), tmp_path_factory.mktemp("u") / "toy.extxyz")
+    assert len(load_user_dataset(path).surfaces) == 1  # the uncorrupted file loads
+    return Path(path).read_bytes()
+
+
+def _check_user_file(path: Path) -> None:
+    try:
+        problems = validate(path)
+    except DataError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert all(p.record and p.message for p in problems)
+    try:
+        ds = load_user_dataset(path)
+    except DataError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert all(s.bulk_id in ds.bulks for s in ds.surfaces)
+
+
+@FUZZ
+@given(**CORRUPTION)
+def test_corrupt_user_file_bytes(tmp_path_factory, user_file, cut, flips):
+    path = tmp_path_factory.mktemp("x") / "data.extxyz"
+    path.write_bytes(_corrupt(user_file, cut, flips))
+    _check_user_file(path)
+
+
+INFO_KEYS = ["kind", "name", "energy", "bulk_id", "miller", "split", "reconstructed", "termination", "Lattice", "pbc"]
+TOKENS = st.sampled_from(["", "nan", "inf", "-1", "0", "1e400", "slab", "bulk", "x", "1 1", "1 1 0", '""', "T", "F",
+                          "Cu-bulk", "Cu-111", "0 0 0", "(1,1,1)", "2 0 0 0 2 0 0 0 0"])
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 1), st.sampled_from(INFO_KEYS), TOKENS), min_size=1, max_size=4))
+def test_user_file_with_bad_values(tmp_path_factory, user_file, edits):
+    """Comment-line values replaced by odd ones (NaN energies, empty names, unknown kinds,
+    degenerate lattices, broken Miller indices)."""
+    import re
+
+    text = user_file.decode()
+    lines = text.splitlines()
+    comment_rows = [i for i, line in enumerate(lines) if "Lattice=" in line]
+    for frame, key, value in edits:
+        row = comment_rows[frame % len(comment_rows)]
+        quoted = f'"{value}"' if (" " in value or not value) and not value.startswith('"') else value
+        new, n = re.subn(rf'(^|\s){key}=("[^"]*"|\S+)', lambda m: f"{m.group(1)}{key}={quoted}", lines[row])
+        lines[row] = new if n else f"{lines[row]} {key}={quoted}"
+    path = tmp_path_factory.mktemp("v") / "data.extxyz"
+    path.write_text("\n".join(lines) + "\n")
+    _check_user_file(path)
