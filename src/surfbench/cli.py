@@ -225,9 +225,13 @@ def softening(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with ResultStore(workdir) as store, Progress(*columns, console=console) as bar:
         tasks = {m.name: bar.add_task(f"{m.name}: frames", total=len(frames) + len(ds.bulks)) for m in models}
-        res = softening_study(ds, frames, models, store, n_fit_frames=fit_frames, seed=seed, per_element=per_element,
-                              energy_weight=energy_weight, force_weight=force_weight, threads=threads,
-                              progress=lambda m, fid: bar.advance(tasks[m]))
+        try:
+            res = softening_study(ds, frames, models, store, n_fit_frames=fit_frames, seed=seed, per_element=per_element,
+                                  energy_weight=energy_weight, force_weight=force_weight, threads=threads,
+                                  progress=lambda m, fid: bar.advance(tasks[m]))
+        except ValueError as exc:  # e.g. a model whose fingerprint changed under the same name
+            bar.stop()
+            _fail(str(exc))
         preds = pd.concat([store.frame_results("mlearn-frames", m.fingerprint.id).assign(model=m.name) for m in models],
                           ignore_index=True)
     render_softening(console, res)
