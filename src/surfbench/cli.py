@@ -51,15 +51,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _load_dataset(name: str, data_dir: Path | None, split: str):
+def _load_dataset(name: str, data_dir: Path | None, split: str, *, cached: bool = False):
+    """The data set with its slabs restricted to ``split``; ``cached``: from the built-data-set
+    cache when its inputs are unchanged. Bad input ends the command with a clear error."""
     from surfbench.data.errors import DataError
     from surfbench.data.registry import load_dataset
+    from surfbench.execution.dataset_cache import load_dataset_cached
 
     if split not in SPLIT_CHOICES:
         _fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
     try:
         with console.status(f"loading data set {name}"):
-            ds = load_dataset(name, data_dir)
+            ds = (load_dataset_cached if cached else load_dataset)(name, data_dir)
     except DataError as exc:
         _fail(str(exc))
     return ds.select(splits=SPLIT_CHOICES[split])
@@ -94,7 +97,7 @@ def run(
     into its static part (DFT geometry) and its relaxation part."""
     from surfbench.evaluation.runner import run as run_eval
     from surfbench.evaluation.store import ResultStore
-    from surfbench.execution.run_command import cached_dataset, executor_for
+    from surfbench.execution.run_command import executor_for
     from surfbench.models import ModelLoadError, load_model
     from surfbench.models.registry import use_project
 
@@ -104,7 +107,7 @@ def run(
             kwargs = json.loads(model_kwargs)
         except json.JSONDecodeError as exc:
             _fail(f"--model-kwargs is not valid JSON: {exc}")
-    ds = cached_dataset(dataset, data_dir, split, _fail, console)
+    ds = _load_dataset(dataset, data_dir, split, cached=True)
     for note in ds.notes:
         console.print(f"[dim]note: {note}[/]")
     executor = executor_for(workers, scheduler, threads, timeout, _fail)
