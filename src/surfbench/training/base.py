@@ -84,6 +84,34 @@ TRAINERS: dict[str, str] = {
 }
 
 
+def check_name(job: TrainJob) -> None:
+    """Fail before training if ``job.name`` cannot be a registry name (models/schema.json)."""
+    import re
+
+    from surfbench.models.registry import registry_schema
+
+    pattern = registry_schema()["$defs"]["model"]["properties"]["name"]["pattern"]
+    if not re.fullmatch(pattern, job.name):
+        raise TrainingError(f"{job.method} ({job.name}): not a valid registry name (pattern {pattern})")
+
+
+def check_job(job: TrainJob, modes: tuple[str, ...], why_forces: str = "") -> list[Frame]:
+    """Checks every force-trained driver makes before training: the mode is offered, the name
+    can be registered, there are training frames and every frame has forces. Returns the
+    training + validation frames."""
+    if job.mode not in modes:
+        raise TrainingError(f"{job.method}: only fine-tuning is offered (mode {FINETUNE!r}), not {job.mode!r}"
+                            if modes == (FINETUNE,) else f"{job.method}: unknown mode {job.mode!r}; known: {', '.join(modes)}")
+    check_name(job)
+    if not job.train:
+        raise TrainingError(f"{job.method} ({job.name}): no training frames")
+    frames = list(job.train) + list(job.valid)
+    missing = next((f for f in frames if f.forces_ev_per_a is None), None)
+    if missing is not None:
+        raise TrainingError(f"{job.method} ({job.name}): frame {missing.source} has no forces{why_forces}")
+    return frames
+
+
 def get_trainer(method: str) -> Trainer:
     try:
         target = TRAINERS[method]

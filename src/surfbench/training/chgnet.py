@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob
-from surfbench.training.io import has_forces, has_stress
+from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "chgnet-0.3.0"
@@ -124,17 +124,7 @@ class ChgnetTrainer(Trainer):
     modes = (FINETUNE,)
 
     def train(self, job: TrainJob) -> TrainedModel:
-        from surfbench.training.matgl import check_name
-
-        if job.mode not in self.modes:
-            raise TrainingError(f"chgnet: only fine-tuning is offered (mode {FINETUNE!r}), not {job.mode!r}")
-        check_name(job)
-        frames = list(job.train) + list(job.valid)
-        if not job.train:
-            raise TrainingError(f"chgnet ({job.name}): no training frames")
-        if not has_forces(frames):
-            missing = next(f for f in frames if f.forces_ev_per_a is None)
-            raise TrainingError(f"chgnet ({job.name}): frame {missing.source} has no forces")
+        frames = check_job(job, self.modes)
         s = dict(job.settings)
         if s.get("magmom_weight"):
             raise TrainingError(f"chgnet ({job.name}): magmom_weight must be 0: the frames carry no magnetic moments")

@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob
-from surfbench.training.io import has_forces, has_stress
+from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "m3gnet-mp-2021.2.8-pes"
@@ -93,25 +93,6 @@ def _structure(frame: Frame):
     atoms.pbc = True  # matgl: a cell not periodic in all directions is a molecule
     atoms.calc = None
     return AseAtomsAdaptor.get_structure(atoms)
-
-
-def check_name(job: TrainJob) -> None:
-    """Fail before training if ``job.name`` cannot be a registry name (models/schema.json)."""
-    import re
-
-    from surfbench.models.registry import registry_schema
-
-    pattern = registry_schema()["$defs"]["model"]["properties"]["name"]["pattern"]
-    if not re.fullmatch(pattern, job.name):
-        raise TrainingError(f"{job.method} ({job.name}): not a valid registry name (pattern {pattern})")
-
-
-def _check_frames(job: TrainJob) -> None:
-    if not job.train:
-        raise TrainingError(f"m3gnet ({job.name}): no training frames")
-    if not has_forces(list(job.train) + list(job.valid)):
-        missing = next(f for f in list(job.train) + list(job.valid) if f.forces_ev_per_a is None)
-        raise TrainingError(f"m3gnet ({job.name}): frame {missing.source} has no forces; matgl trains on forces")
 
 
 def foundation_folder(foundation: str | None) -> Path:
@@ -165,10 +146,7 @@ class M3gnetTrainer(Trainer):
     modes = (SCRATCH, FINETUNE)
 
     def train(self, job: TrainJob) -> TrainedModel:
-        if job.mode not in self.modes:
-            raise TrainingError(f"m3gnet: unknown mode {job.mode!r}; known: {', '.join(self.modes)}")
-        check_name(job)
-        _check_frames(job)
+        check_job(job, self.modes, "; matgl trains on forces")
         work = Path(job.workdir)
         work.mkdir(parents=True, exist_ok=True)
         s = dict(job.settings)

@@ -49,8 +49,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob
-from surfbench.training.io import has_forces, has_stress, write_extxyz
+from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "7net-0"
@@ -152,17 +152,7 @@ class SevennetTrainer(Trainer):
     modes = (FINETUNE,)
 
     def train(self, job: TrainJob) -> TrainedModel:
-        from surfbench.training.matgl import check_name
-
-        if job.mode not in self.modes:
-            raise TrainingError(f"sevennet: only fine-tuning is offered (mode {FINETUNE!r}), not {job.mode!r}")
-        check_name(job)
-        frames = list(job.train) + list(job.valid)
-        if not job.train:
-            raise TrainingError(f"sevennet ({job.name}): no training frames")
-        if not has_forces(frames):
-            missing = next(f for f in frames if f.forces_ev_per_a is None)
-            raise TrainingError(f"sevennet ({job.name}): frame {missing.source} has no forces")
+        frames = check_job(job, self.modes)
         s = dict(job.settings)
         use_stress = bool(s.get("stress_weight", 0.01)) and has_stress(frames)
         job.settings["use_stress"] = s["use_stress"] = use_stress
