@@ -8,14 +8,11 @@ from importlib.util import find_spec
 
 import numpy as np
 import pytest
-import yaml
 from ase.units import GPa
 
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
-from surfbench.records import Dataset
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError, TrainJob, get_trainer
 from tests.conftest import needs_data
+from tests.training_checks import assert_evaluated_through_store, errors_per_atom, register_entries
 
 FOUNDATION = "chgnet-0.3.0"
 pytestmark = [needs_data, pytest.mark.skipif(find_spec("chgnet") is None, reason="the chgnet package is not installed")]
@@ -39,27 +36,6 @@ def _job(tmp_path, frames, name, mode=FINETUNE, **settings):
     train, valid = frames
     return TrainJob(method="chgnet", mode=mode, train=train, valid=valid, elements=("Mo",),
                     settings={**SETTINGS, **settings}, workdir=tmp_path / name, name=name, seed=0, foundation=FOUNDATION)
-
-
-def _register(monkeypatch, tmp_path, entry):
-    from surfbench.models import registry
-
-    path = tmp_path / "extra.yaml"
-    path.write_text(yaml.safe_dump({"models": [entry]}))
-    monkeypatch.setenv("SURFBENCH_REGISTRY_EXTRA", str(path))
-    registry._registry_for.cache_clear()
-
-
-def _errors_per_atom(model, frames):
-    from surfbench.models import load_model
-
-    calc = (load_model(model) if isinstance(model, str) else model).calculator
-    out = []
-    for f in frames:
-        atoms = f.atoms.copy()
-        atoms.calc = calc
-        out.append((atoms.get_potential_energy() - f.energy_ev) / f.n_atoms)
-    return np.array(out)
 
 
 def test_stress_label_is_vasp_kbar():
@@ -90,28 +66,19 @@ def test_finetune_end_to_end(tmp_path, monkeypatch, frames, mlearn_surfaces):
     assert {"train_s_mae", "val_s_mae"} <= set(result.history[0])  # the Mo frames have stress: targets efs
     assert "no magmom loss" in entry["note"]
 
-    before = _errors_per_atom(FOUNDATION, train)
+    before = errors_per_atom(FOUNDATION, train)
     # the first epoch's training MAE is computed before the first optimiser step: it is the
     # foundation's error, so training started from the foundation's weights
     assert result.history[0]["train_e_mae"] == pytest.approx(np.abs(before).mean(), abs=2e-4)
-    _register(monkeypatch, tmp_path, entry)
+    register_entries(monkeypatch, tmp_path, entry)
     from surfbench.models import load_model
 
     model = load_model("chgnet-ft-mo")
-    after = _errors_per_atom(model, train)
+    after = errors_per_atom(model, train)
     assert np.abs(after).mean() < np.abs(before).mean() - 0.005
 
-    mo = mlearn_surfaces.select(elements={"Mo"})
-    slab = min(mo.surfaces, key=lambda s: len(s.atoms))
-    tiny = Dataset("tiny-mo", {slab.bulk_id: mo.bulks[slab.bulk_id]}, [slab])
-    with ResultStore(tmp_path / "store.sqlite") as store:
-        summary = run(tiny, model, store, "static", threads=2)
-        assert (summary.computed, summary.failed) == (2, 0)
-        rows = store.results(dataset="tiny-mo", fingerprint=model.fingerprint.id).set_index("record_id")
-    atoms = slab.atoms.copy()
-    atoms.calc = model.calculator
-    assert rows.loc[slab.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), abs=1e-4)
-    assert rows.loc[slab.id, "status"] == "ok" and rows.loc[slab.id, "model"] == "chgnet-ft-mo"
+    assert model.name == "chgnet-ft-mo"
+    assert_evaluated_through_store(model, mlearn_surfaces, tmp_path / "store.sqlite", abs_ev=1e-4)
 
 
 def test_bad_jobs_are_refused(tmp_path, frames):

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from ase.units import GPa
 
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
-from surfbench.records import Dataset
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError, TrainJob, get_trainer
 from tests.conftest import REPO, needs_data
+from tests.training_checks import assert_evaluated_through_store, register_entries
 
 SHARED_MODELS = REPO.parent / "shared" / "models"
 FOUNDATION = "m3gnet-mp-2021.2.8-pes"
@@ -53,15 +50,6 @@ def _job(tmp_path, frames, mode, name, **settings):
     return TrainJob(method="m3gnet", mode=mode, train=train, valid=valid, elements=("Mo",),
                     settings={**SETTINGS, **settings}, workdir=tmp_path / name, name=name, seed=0,
                     foundation=FOUNDATION if mode == FINETUNE else None)
-
-
-def _register(monkeypatch, tmp_path, *entries):
-    from surfbench.models import registry
-
-    path = tmp_path / "extra.yaml"
-    path.write_text(yaml.safe_dump({"models": list(entries)}))
-    monkeypatch.setenv("SURFBENCH_REGISTRY_EXTRA", str(path))
-    registry._registry_for.cache_clear()
 
 
 def _energies(name, frames):
@@ -119,7 +107,7 @@ def test_finetune_end_to_end(tmp_path, monkeypatch, frames, mlearn_surfaces):
     assert sum(r["kept"] for r in result.history) == 1
     assert result.wall_s > 0 and result.peak_rss_mb > 100
 
-    _register(monkeypatch, tmp_path, entry)
+    register_entries(monkeypatch, tmp_path, entry)
     before = _rmse_per_atom(_energies(FOUNDATION, train), train)  # 0.144 eV/atom
     # the first epoch's training error is computed before the first optimiser step: the model
     # starts from the foundation's weights, element references and scale
@@ -130,18 +118,8 @@ def test_finetune_end_to_end(tmp_path, monkeypatch, frames, mlearn_surfaces):
     # through the normal pipeline: the Mo bulk and one Mo slab, stored and equal to a direct call
     from surfbench.models import load_model
 
-    mo = mlearn_surfaces.select(elements={"Mo"})
-    slab = min(mo.surfaces, key=lambda s: len(s.atoms))
-    tiny = Dataset("tiny-mo", {slab.bulk_id: mo.bulks[slab.bulk_id]}, [slab])
     model = load_model("m3gnet-ft-mo")
-    with ResultStore(tmp_path / "store.sqlite") as store:
-        summary = run(tiny, model, store, "static", threads=2)
-        assert (summary.computed, summary.failed) == (2, 0)
-        rows = store.results(dataset="tiny-mo", fingerprint=model.fingerprint.id).set_index("record_id")
-    atoms = slab.atoms.copy()
-    atoms.calc = model.calculator
-    assert rows.loc[slab.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), abs=1e-5)
-    assert rows.loc[slab.id, "status"] == "ok" and rows.loc[slab.id, "model"] == "m3gnet-ft-mo"
+    assert_evaluated_through_store(model, mlearn_surfaces, tmp_path / "store.sqlite", abs_ev=1e-5)
 
 
 def test_scratch_end_to_end(tmp_path, monkeypatch, frames):
@@ -150,7 +128,7 @@ def test_scratch_end_to_end(tmp_path, monkeypatch, frames):
     entry = result.registry_entry
     assert entry["elements"] == ["Mo"]
     assert 1000 < result.n_parameters < 100_000  # units 16, 2 blocks
-    _register(monkeypatch, tmp_path, entry)
+    register_entries(monkeypatch, tmp_path, entry)
     pred = _energies("m3gnet-scratch-mo", train + valid)
     # the fitted Mo reference energy (about -10.9 eV/atom here) is in the model: without it the
     # error per atom would be about 10 eV/atom

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
-from surfbench.records import Dataset
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError, TrainJob, get_trainer
 from tests.conftest import needs_data
+from tests.training_checks import assert_evaluated_through_store, errors_per_atom, register_entries
 
 FOUNDATION = "sevennet-0"
 pytestmark = [needs_data, pytest.mark.skipif(find_spec("sevenn") is None, reason="the sevenn package is not installed")]
@@ -40,27 +38,6 @@ def _job(tmp_path, frames, name, mode=FINETUNE, **settings):
                     settings={**SETTINGS, **settings}, workdir=tmp_path / name, name=name, seed=0, foundation="7net-0")
 
 
-def _register(monkeypatch, tmp_path, entry):
-    from surfbench.models import registry
-
-    path = tmp_path / "extra.yaml"
-    path.write_text(yaml.safe_dump({"models": [entry]}))
-    monkeypatch.setenv("SURFBENCH_REGISTRY_EXTRA", str(path))
-    registry._registry_for.cache_clear()
-
-
-def _errors_per_atom(model, frames):
-    from surfbench.models import load_model
-
-    calc = (load_model(model) if isinstance(model, str) else model).calculator
-    out = []
-    for f in frames:
-        atoms = f.atoms.copy()
-        atoms.calc = calc
-        out.append((atoms.get_potential_energy() - f.energy_ev) / f.n_atoms)
-    return np.array(out)
-
-
 def test_finetune_end_to_end(tmp_path, monkeypatch, frames, mlearn_surfaces):
     train = frames[0]
     result = get_trainer("sevennet").train(_job(tmp_path, frames, "sevennet-ft-mo"))
@@ -73,28 +50,19 @@ def test_finetune_end_to_end(tmp_path, monkeypatch, frames, mlearn_surfaces):
     cfg = yaml.safe_load((tmp_path / "sevennet-ft-mo" / "input.yaml").read_text())
     assert cfg["train"]["continue"]["checkpoint"] == "7net-0" and cfg["train"]["is_train_stress"] is True
 
-    before = _errors_per_atom(FOUNDATION, train)
+    before = errors_per_atom(FOUNDATION, train)
     # the first epoch's training error is computed before the first optimiser step: it is the
     # foundation's error, so training started from the foundation's weights
     assert result.history[0]["train_energy_rmse"] == pytest.approx(np.sqrt(np.mean(before**2)), abs=2e-4)
-    _register(monkeypatch, tmp_path, entry)
+    register_entries(monkeypatch, tmp_path, entry)
     from surfbench.models import load_model
 
     model = load_model("sevennet-ft-mo")
-    after = _errors_per_atom(model, train)
+    after = errors_per_atom(model, train)
     assert np.abs(after).mean() < np.abs(before).mean() - 0.005
 
-    mo = mlearn_surfaces.select(elements={"Mo"})
-    slab = min(mo.surfaces, key=lambda s: len(s.atoms))
-    tiny = Dataset("tiny-mo", {slab.bulk_id: mo.bulks[slab.bulk_id]}, [slab])
-    with ResultStore(tmp_path / "store.sqlite") as store:
-        summary = run(tiny, model, store, "static", threads=2)
-        assert (summary.computed, summary.failed) == (2, 0)
-        rows = store.results(dataset="tiny-mo", fingerprint=model.fingerprint.id).set_index("record_id")
-    atoms = slab.atoms.copy()
-    atoms.calc = model.calculator
-    assert rows.loc[slab.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), abs=1e-4)
-    assert rows.loc[slab.id, "status"] == "ok" and rows.loc[slab.id, "model"] == "sevennet-ft-mo"
+    assert model.name == "sevennet-ft-mo"
+    assert_evaluated_through_store(model, mlearn_surfaces, tmp_path / "store.sqlite", abs_ev=1e-4)
 
 
 def test_bad_jobs_are_refused(tmp_path, frames):

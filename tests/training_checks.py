@@ -47,3 +47,43 @@ def check_curve(store_dir: Path, result: CurveResult, dataset, element: str, siz
         assert (held["training frames equal to an evaluated slab"] == 0).all()
         curves = curve_table(store, dataset.name)
         assert result.curve in set(curves["curve"])
+
+
+def register_entries(monkeypatch, tmp_path: Path, *entries: dict) -> None:
+    """Make trained models' registry entries known through ``$SURFBENCH_REGISTRY_EXTRA``."""
+    path = tmp_path / "extra.yaml"
+    path.write_text(yaml.safe_dump({"models": list(entries)}))
+    monkeypatch.setenv("SURFBENCH_REGISTRY_EXTRA", str(path))
+    registry._registry_for.cache_clear()
+
+
+def errors_per_atom(model, frames) -> np.ndarray:
+    """Model - DFT energy per atom (eV/atom) on frames; ``model`` a name or a LoadedModel."""
+    calc = (load_model(model) if isinstance(model, str) else model).calculator
+    out = []
+    for f in frames:
+        atoms = f.atoms.copy()
+        atoms.calc = calc
+        out.append((atoms.get_potential_energy() - f.energy_ev) / f.n_atoms)
+    return np.array(out)
+
+
+def assert_evaluated_through_store(model, mlearn_surfaces, store_path: Path, abs_ev: float) -> None:
+    """The Mo bulk and the smallest Mo slab run through the normal pipeline into a store: both
+    ok, and the stored slab energy equals a direct calculator call within ``abs_ev`` eV."""
+    import pytest
+
+    from surfbench.evaluation.runner import run
+    from surfbench.records import Dataset
+
+    mo = mlearn_surfaces.select(elements={"Mo"})
+    slab = min(mo.surfaces, key=lambda s: len(s.atoms))
+    tiny = Dataset("tiny-mo", {slab.bulk_id: mo.bulks[slab.bulk_id]}, [slab])
+    with ResultStore(store_path) as store:
+        summary = run(tiny, model, store, "static", threads=2)
+        assert (summary.computed, summary.failed) == (2, 0)
+        rows = store.results(dataset="tiny-mo", fingerprint=model.fingerprint.id).set_index("record_id")
+    atoms = slab.atoms.copy()
+    atoms.calc = model.calculator
+    assert rows.loc[slab.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), abs=abs_ev)
+    assert rows.loc[slab.id, "status"] == "ok" and rows.loc[slab.id, "model"] == model.name
