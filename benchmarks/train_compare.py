@@ -4,9 +4,11 @@
     python benchmarks/train_compare.py --element Mo --store bench-train
 
 1. zero-shot: the static protocol on the element's slabs of ``mlearn-surfaces`` for the
-   universal models given with ``--zero-shot`` (offline ones by default);
+   universal models given with ``--zero-shot`` (offline ones by default, TensorNet-MatPES
+   included); the fine-tuned method's foundation is also evaluated on the test frames, and its
+   zero-shot row shows those energy and force errors;
 2. from scratch: ``surfbench train --method <--scratch> --from scratch --preset cpu-quick``
-   (an MTP by default: motep, level 10);
+   (an MTP by default: motep, level 8);
 3. fine-tuned: ``surfbench train --method <method> --from <foundation> --preset cpu-quick``
    (M3GNet-MP-2021.2.8 through matgl by default);
 
@@ -39,6 +41,16 @@ ZERO_SHOT = ("chgnet-0.3.0", "sevennet-0", "m3gnet-mp-2021.2.8-pes", "m3gnet-mat
 
 def _fmt(v, fmt="{:.3f}") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+
+def _add_zero_shot(rows: list[dict], zero_shot) -> None:
+    """Put the test-frame errors of a foundation evaluated zero-shot by ``train_curve`` into its
+    zero-shot row (a new row first when ``--zero-shot`` did not name it)."""
+    row = next((r for r in rows if r["kind"] == "zero-shot" and r["model"] == zero_shot.name), None)
+    if row is None:
+        row = {"model": zero_shot.name, "kind": "zero-shot", "n_train": 0, **zero_shot.surface}
+        rows.insert(sum(r["kind"] == "zero-shot" for r in rows), row)
+    row.update(zero_shot.frames)
 
 
 def main() -> None:
@@ -103,6 +115,8 @@ def main() -> None:
                          "peak_rss_mb": r.peak_rss_mb, "n_parameters": r.n_parameters,
                          "pipeline_wall_s": time.perf_counter() - t0})
         split = result.split.summary()
+        if result.zero_shot is not None:  # the foundation on the same test frames (energy, forces)
+            _add_zero_shot(rows, result.zero_shot)
     if not runs:
         split = {"n_evaluated_slabs": len(ds.surfaces), "n_held_out": "-", "held_out_reasons": "-", "n_pool": "-",
                  "n_valid": "-"}

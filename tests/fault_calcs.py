@@ -40,3 +40,25 @@ class NaNOnLarge(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         self.results["energy"] = float("nan") if len(atoms) > 4 else -1.0 * len(atoms)
+
+
+class SlowFirstCall(LennardJones):
+    """Lennard-Jones whose first call in a process sleeps ``first_call_s`` (a model's one-off
+    warm-up: graph compilation, kernel loading) and which hangs (sleeps an hour) on cells of
+    more than ``max_atoms`` atoms; every other call is fast."""
+
+    calls_in_this_process = 0
+
+    def __init__(self, first_call_s: float = 2.0, max_atoms: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.first_call_s, self.max_atoms = first_call_s, max_atoms
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        import time
+
+        SlowFirstCall.calls_in_this_process += 1
+        if SlowFirstCall.calls_in_this_process == 1:
+            time.sleep(self.first_call_s)
+        if len(atoms) > self.max_atoms:
+            time.sleep(3600)
+        super().calculate(atoms, properties, system_changes)

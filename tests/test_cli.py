@@ -3,9 +3,12 @@
 import re
 
 import pandas as pd
+from ase.build import bulk, fcc111
+from ase.io import write
 from typer.testing import CliRunner
 
 from surfbench.cli import app
+from surfbench.evaluation.store import ResultStore
 from tests.conftest import needs_data
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -17,10 +20,26 @@ def test_models_lists_registry():
     assert "chgnet-0.3.0" in out.output and "412,525" in out.output and "emt" in out.output
 
 
-def test_unknown_model_is_a_clear_error(tmp_path):
-    out = runner.invoke(app, ["run", "--model", "nope", "--dataset", "nope", "--workdir", str(tmp_path)])
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    out = runner.invoke(app, ["run", "--model", "emt", "--dataset", "nope", "--workdir", str(tmp_path)])
     assert out.exit_code == 2
     assert "unknown data set 'nope'" in out.output
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    """A valid data set (a user file: a Cu bulk and a slab) and a model name the registry lacks."""
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cu.info.update(kind="bulk", name="cu-bulk", energy=-16.0)
+    slab = fcc111("Cu", size=(1, 1, 3), a=3.6, vacuum=6.0, periodic=True)
+    slab.info.update(kind="slab", name="cu-111", energy=-10.5, miller="1 1 1")
+    data = tmp_path / "cu.extxyz"
+    write(data, [cu, slab], format="extxyz")
+    out = runner.invoke(app, ["run", "--model", "nope", "--dataset", str(data), "--workdir", str(tmp_path / "w")])
+    assert out.exit_code == 2, out.output
+    assert "unknown model 'nope'" in out.output and "emt" in out.output  # the known names are listed
+    assert "Traceback" not in out.output
+    with ResultStore(tmp_path / "w") as store:
+        assert store.results().empty
 
 
 def test_table_without_store(tmp_path):

@@ -158,9 +158,13 @@ def test_dataset_cache_hit_and_rebuild(tmp_path, monkeypatch):
     assert [s.id for s in again.surfaces] == [s.id for s in first.surfaces]
     assert [s.content_hash for s in again.surfaces] == [s.content_hash for s in first.surfaces]
     assert again.surfaces[0].dft_gamma_j_per_m2 == first.surfaces[0].dft_gamma_j_per_m2
-    # the input changes (new modification time): rebuilt
+    # a new modification time alone is no change (the cache is keyed by content)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    load_dataset_cached(str(path))
+    assert calls == []
+    # the content changes: rebuilt
+    path.write_text(path.read_text().replace("energy=-", "energy=-1", 1))
     load_dataset_cached(str(path))
     assert len(calls) == 1
     # a broken cache file is ignored and rebuilt

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from ase.build import bulk, fcc111
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from surfbench.data.errors import DataError
@@ -172,3 +172,118 @@ def test_user_file_with_bad_values(tmp_path_factory, user_file, edits):
     path = tmp_path_factory.mktemp("v") / "data.extxyz"
     path.write_text("\n".join(lines) + "\n")
     _check_user_file(path)
+
+
+# ---------------------------------------------------------------------------- random geometry
+
+def _mostly(usual: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrategy:
+    """``usual`` four times in five, else ``odd``."""
+    return st.tuples(st.integers(0, 4), usual, odd).map(lambda t: t[2] if t[0] == 4 else t[1])
+
+
+def _geometry(c_lengths, fills) -> st.SearchStrategy[dict]:
+    """A lattice (Angstrom; degenerate and too-short lengths included), fractional positions
+    squeezed along c by ``fill`` (a vacuum gap above them when < 1), and whether a copy of the
+    first atom sits on top of it (distance 0)."""
+    ab = _mostly(st.floats(2.0, 5.0), st.sampled_from([0.0, 0.3]))
+    return st.fixed_dictionaries({
+        "lengths": st.tuples(ab, ab, c_lengths),
+        "shear": st.floats(-0.6, 0.6),
+        "fractions": st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+                              min_size=1, max_size=4),
+        "fill": st.sampled_from(fills),
+        "overlap": st.sampled_from([False, False, False, True]),
+    })
+
+
+BULK_GEOMETRY = _geometry(_mostly(st.floats(2.0, 5.0), st.sampled_from([0.0, 0.3])), [1.0])
+SLAB_GEOMETRY = _geometry(_mostly(st.floats(10.0, 30.0), st.sampled_from([0.0, 4.0])), [0.2, 0.5, 1.0])
+
+
+def _frame(kind: str, name: str, geometry: dict, extra: str) -> tuple[str, bool]:
+    """An extxyz frame of Cu atoms in a random cell; whether it holds two atoms at one point."""
+    import numpy as np
+
+    a, b, c = geometry["lengths"]
+    cell = np.array([[a, 0.0, 0.0], [geometry["shear"] * b, b, 0.0], [0.0, 0.0, c]])
+    fractions = list(geometry["fractions"]) + ([geometry["fractions"][0]] if geometry["overlap"] else [])
+    positions = (np.array(fractions) * [1.0, 1.0, geometry["fill"]]) @ cell
+    lattice = " ".join(f"{x:.10g}" for x in cell.ravel())
+    lines = [str(len(positions)), f'Lattice="{lattice}" Properties=species:S:1:pos:R:3 kind={kind} name={name} '
+                                  f'energy={-4.0 * len(positions)} {extra} pbc="T T T"']
+    lines += [f"Cu {x:.8f} {y:.8f} {z:.8f}" for x, y, z in positions]
+    return "\n".join(lines), geometry["overlap"]
+
+
+@FUZZ
+@given(bulk_geometry=BULK_GEOMETRY, slab_geometry=SLAB_GEOMETRY)
+def test_user_file_with_random_geometry(tmp_path_factory, bulk_geometry, slab_geometry):
+    """Random cells (degenerate ones included) and positions (two atoms at one point
+    included): a clear DataError naming the file, or a data set with no two atoms (periodic
+    images included) closer than the documented minimum distance."""
+    from ase.neighborlist import neighbor_list
+
+    from surfbench.data.contacts import MIN_DISTANCE_A
+
+    bulk_text, bulk_overlap = _frame("bulk", "Cu-bulk", bulk_geometry, "")
+    slab_text, slab_overlap = _frame("slab", "Cu-111", slab_geometry, 'bulk_id=Cu-bulk miller="1 1 1"')
+    path = tmp_path_factory.mktemp("g") / "data.extxyz"
+    path.write_text(f"{bulk_text}\n{slab_text}\n")
+    _check_user_file(path)
+    if bulk_overlap or slab_overlap:
+        event("overlapping atoms")
+        assert any(p.severity == "error" for p in validate(path))
+        with pytest.raises(DataError, match=str(path)):
+            load_user_dataset(path)
+        return
+    try:
+        ds = load_user_dataset(path)
+    except DataError as exc:
+        event("refused" + (": overlapping atoms" if "overlap" in str(exc) else ""))
+        return
+    event("loaded")
+    for rec in [*ds.bulks.values(), *ds.surfaces]:
+        assert len(neighbor_list("d", rec.atoms, MIN_DISTANCE_A)) == 0, rec.id
+
+
+# ---------------------------------------------------------------------------- result store
+
+STORE_FUZZ = settings(FUZZ, max_examples=40)
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory) -> Path:
+    """A small result store: EMT's three results on a Cu bulk and two slabs."""
+    from tests.workdirs import fill_store
+
+    return fill_store(tmp_path_factory.mktemp("store"))
+
+
+@STORE_FUZZ
+@given(cut=st.one_of(st.just(0), st.integers(1, 60_000)),
+       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8))
+def test_corrupt_result_store(tmp_path_factory, small_store, cut, flips):
+    """A copy of a store, truncated and with bytes overwritten: opening and reading it (as the
+    reading commands do) gives the damaged-store error naming the file, or a valid read."""
+    from typer.testing import CliRunner
+
+    from surfbench.cli import app
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.evaluation.store_file import StoreError
+
+    folder = tmp_path_factory.mktemp("db")
+    path = folder / STORE_NAME
+    path.write_bytes(_corrupt(small_store.read_bytes(), cut, flips))
+    out = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["table", "--workdir", str(folder)])
+    assert "Traceback" not in out.output and (out.exception is None or isinstance(out.exception, SystemExit)), \
+        repr(out.exception)
+    assert out.exit_code in (0, 2) and (out.exit_code == 0 or "error:" in out.output), out.output
+    try:
+        with ResultStore(folder, read_only=True) as store:
+            results, records, runs = store.results(), store.records(), store.runs()
+    except StoreError as exc:
+        event(f"store error: {type(exc).__name__}")
+        assert str(path) in str(exc)
+    else:
+        event("read")
+        assert len(results) <= 3 and len(records) <= 3 and int(runs["n"].sum()) == len(results)

@@ -37,6 +37,7 @@ from surfbench.data.geometry import (  # noqa: E402
     vacuum_axis,
     vacuum_gaps,
 )
+from tests.conftest import needs_shared  # noqa: E402
 
 # spglib (through pymatgen) warns on every call about its old error handling
 pytestmark = pytest.mark.filterwarnings("ignore:Set OLD_ERROR_HANDLING:DeprecationWarning")
@@ -58,9 +59,8 @@ CU_A = 3.61  # Angstrom, a round fcc lattice constant for synthetic cells
 LABEL = re.compile(r"\((-?\d+)_(-?\d+)_(-?\d+)\)")
 
 
-def _need_data() -> None:
-    if not (MLEARN.is_dir() and TARBALL.is_file()):
-        pytest.skip(f"real mlearn data not found at {DATA} (the shared/data folder beside the repository)")
+needs_mlearn = needs_shared(
+    MLEARN, TARBALL, reason=f"real mlearn data not found at {DATA} (the shared/data folder beside the repository)")
 
 
 @lru_cache(maxsize=None)
@@ -177,10 +177,10 @@ def test_vacuum_gaps_of_bulk_wire_and_cluster():
         vacuum_gaps(Atoms("Cu", cell=[1.0, 1.0, 0.0]))
 
 
+@needs_mlearn
 def test_vacuum_axis_on_every_json_file():
     """The frames with a vacuum gap are exactly the "Surface" frames, always along c; the
     ground-state crystals have none."""
-    _need_data()
     n_surface = 0
     for el, split in JSON_FILES:
         docs = _docs(el, split)
@@ -196,8 +196,8 @@ def test_vacuum_axis_on_every_json_file():
     assert n_surface == 54  # Li 13, Mo 11, Si 14, Ge 12, Ni 2, Cu 2
 
 
+@needs_mlearn
 def test_vacuum_axis_finds_the_extxyz_slabs():
-    _need_data()
     for el, slabs in XYZ_SLAB_FRAMES.items():
         frames = _xyz_frames(el)
         assert [i for i, a in enumerate(frames) if vacuum_axis(a) is not None] == list(slabs)
@@ -221,8 +221,8 @@ def test_symmetry_order_tells_strained_from_undistorted():
     assert symmetry_order(sheared) < 16
 
 
+@needs_mlearn
 def test_symmetry_order_of_real_bulk_frames():
-    _need_data()
     assert symmetry_order(_xyz_frames("Cu")[261]) == 48
     assert symmetry_order(_xyz_frames("Ni")[262]) == 48
     assert symmetry_order(_bulk("Si")) == 48  # diamond m-3m
@@ -317,8 +317,8 @@ EXPECTED_SUPERCELL = {
         ("Cu", 2, set()),
     ],
 )
+@needs_mlearn
 def test_miller_index_reproduces_every_labelled_surface(element, n_surfaces, unmatched):
-    _need_data()
     bulk = _bulk(element)
     surfaces = _surfaces(element)
     assert len(surfaces) == n_surfaces
@@ -344,8 +344,8 @@ def test_miller_index_reproduces_every_labelled_surface(element, n_surfaces, unm
     assert len(matched) == n_surfaces - len(unmatched)
 
 
+@needs_mlearn
 def test_miller_index_of_strained_ge_slabs_with_a_looser_tolerance():
-    _need_data()
     bulk = _bulk("Ge")
     found = {}
     for _, _, name, label, atoms in _surfaces("Ge"):
@@ -366,8 +366,8 @@ EXPECTED_XYZ = {
 
 
 @pytest.mark.parametrize("element, n_slabs", [("Cu", 10), ("Ni", 11)])
+@needs_mlearn
 def test_miller_index_of_unlabelled_extxyz_slabs(element, n_slabs):
-    _need_data()
     frames = _xyz_frames(element)
     bulk = frames[XYZ_BULK_FRAME[element]]
     found = {}
@@ -391,8 +391,8 @@ def test_miller_index_of_unlabelled_extxyz_slabs(element, n_slabs):
 
 
 @pytest.mark.parametrize("element", ["Li", "Si", "Ge"])
+@needs_mlearn
 def test_select_reference_bulk_finds_the_labelled_ground_state(element):
-    _need_data()
     frames = _json_frames(element, "training")
     energies = [d["outputs"]["energy"] for d in _docs(element, "training")]
     assert select_reference_bulk(frames, energies) == _labelled_ground_state(element)
@@ -402,11 +402,11 @@ def test_select_reference_bulk_finds_the_labelled_ground_state(element):
     assert select_reference_bulk(bare, energies, forces=forces) == _labelled_ground_state(element)
 
 
+@needs_mlearn
 def test_select_reference_bulk_for_mo_picks_the_relaxed_2_atom_cell():
     """Mo's labelled "Ground state crystal" (frame 193) is a 54-atom cell with displaced atoms
     (forces up to 0.59 eV/A, point group 1 at symprec 1e-3), so the rule cannot pick it; it picks
     frame 192, "Mo 3x3x3 cell relaxed" (2 atoms, forces 0), 1.6 meV/atom above frame 193."""
-    _need_data()
     docs = _docs("Mo", "training")
     frames = _json_frames("Mo", "training")
     energies = [d["outputs"]["energy"] for d in docs]
@@ -420,8 +420,8 @@ def test_select_reference_bulk_for_mo_picks_the_relaxed_2_atom_cell():
 
 
 @pytest.mark.parametrize("element", ["Cu", "Ni"])
+@needs_mlearn
 def test_select_reference_bulk_in_the_extxyz_training_sets(element):
-    _need_data()
     frames = _xyz_frames(element)
     energies = [a.calc.results["energy"] for a in frames]
     expected = XYZ_BULK_FRAME[element]

@@ -20,13 +20,13 @@ from surfbench.models.base import LoadedModel, sha256_files
 from surfbench.models.loaders.matgl import MODEL_FILES, MatglBackend
 from surfbench.models.weights import resolve_weights
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
-from tests.conftest import REPO, needs_data
+from tests.conftest import REPO, needs_data, needs_shared
 
 SHARED_MODELS = REPO.parent / "shared" / "models"
 HAVE_WEIGHTS = (SHARED_MODELS / "matgl").is_dir()
 
-needs_weights = pytest.mark.skipif(
-    not HAVE_WEIGHTS, reason=f"matgl model folders not found at {SHARED_MODELS / 'matgl'} (shared/models beside the repository)"
+needs_weights = needs_shared(
+    SHARED_MODELS / "matgl", reason=f"matgl model folders not found at {SHARED_MODELS / 'matgl'} (shared/models beside the repository)"
 )
 needs_matgl = pytest.mark.skipif(
     find_spec("matgl") is None, reason="the matgl package is not installed (pip install torch==2.13.0 'matgl>=4.1,<5')"

@@ -38,12 +38,12 @@ def test_gamma_matches_hand_computation(mlearn_surfaces, data_dir, element, desc
     assert rec.dft_gamma_ev_per_a2 * units._e * 1e20 == pytest.approx(expected, abs=1e-9)
 
 
-def test_hand_gammas_are_physical(data_dir):
-    # literature PBE values: Mo(110) ~2.8-3.0 J/m^2, Li(100) ~0.45-0.5 J/m^2
-    mo, _ = _hand_gamma(data_dir / "mlearn/Mo/training.json", "Mo_surface_mp/Mo_mp-129_(1_1_0)")
-    li, _ = _hand_gamma(data_dir / "mlearn/Li/training.json", "Li_surface_mp/Li_mp-135_(1_0_0)")
-    assert 2.5 < mo < 3.3
-    assert 0.3 < li < 0.6
+def test_loaded_gammas_are_physical(mlearn_surfaces):
+    """The loader's DFT gammas (J/m^2) against literature PBE values: Mo(110) ~2.8-3.0,
+    Li(100) ~0.45-0.5 J/m^2."""
+    gamma = {s.id: s.dft_gamma_j_per_m2 for s in mlearn_surfaces.surfaces}
+    assert 2.5 < gamma["Mo/train/Mo_mp-129_(1_1_0)"] < 3.3
+    assert 0.3 < gamma["Li/train/Li_mp-135_(1_0_0)"] < 0.6
 
 
 def test_description_parser():

@@ -28,7 +28,7 @@ from surfbench.evaluation.protocols import CALCULATOR_ERROR, StaticProtocol  # n
 from surfbench.models import ModelLoadError, get_spec, load_model  # noqa: E402
 from surfbench.models.base import package_version, sha256_files  # noqa: E402
 from surfbench.models.loaders.mtp import normalise_mtp_text  # noqa: E402
-from tests.conftest import REPO, SHARED_DATA  # noqa: E402
+from tests.conftest import REPO, SHARED_DATA, needs_shared  # noqa: E402
 from tests.checks import assert_stress_is_strain_derivative  # noqa: E402
 
 MTP_DIR = REPO.parent / "shared" / "models" / "mtp"
@@ -37,8 +37,8 @@ CU_TEST = SHARED_DATA / "mlearn" / "Cu" / "test.json"
 # vacancy (107 atoms), both surface frames (20 and 30 atoms), AIMD and elastic frames (108)
 TRAIN_INDICES = [0, 3, 4, 5, 6, 9, 12, 16, 20, 25]
 
-needs_inputs = pytest.mark.skipif(
-    not (INITIAL.is_file() and CU_TEST.is_file()),
+needs_inputs = needs_shared(
+    INITIAL, CU_TEST,
     reason=f"needs the untrained MTP {INITIAL} and the mlearn Cu data {CU_TEST} (shared/ beside the repository)",
 )
 

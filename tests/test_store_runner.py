@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase.build import bulk, fcc111
+from ase.calculators.emt import EMT
 
 from surfbench.analysis.metrics import error_stats, metrics
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
@@ -122,9 +123,54 @@ def test_changed_structure_is_recomputed(tmp_path):
         s0 = ds.surfaces[0]
         ds2 = Dataset("toy", ds.bulks, [SurfaceRecord(**{**s0.__dict__, "atoms": moved}), ds.surfaces[1]])
         assert [r.id for r in pending(ds2, store, model.fingerprint.id, "static")] == [s0.id]
+        fp = model.fingerprint.id
+        old_energy_ev = store.get_result("toy", s0.id, fp, "static")["energy_ev"]
         s = run(ds2, model, store)
         assert s.computed == 1
         assert len(store.results("toy")) == 3
+        # the stored row is the new structure's (its hash and EMT energy), not the old one's
+        new_hash = ds2.surfaces[0].content_hash
+        assert new_hash != s0.content_hash
+        assert store.done("toy", fp, "static")[s0.id] == new_hash
+        atoms = moved.copy()
+        atoms.calc = EMT()
+        new_energy_ev = store.get_result("toy", s0.id, fp, "static")["energy_ev"]
+        assert new_energy_ev == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+        assert abs(new_energy_ev - old_energy_ev) > 1e-4
+        # and a second rerun finds everything in the store
+        again = run(ds2, model, store)
+        assert (again.computed, again.reused) == (0, 3)
+
+
+def test_retry_failed_recomputes_only_the_failures(tmp_path):
+    """Failed results are reused by a plain rerun and recomputed with ``retry_failed``; ok
+    results are reused either way. The model (same fingerprint throughout) fails while a flag
+    file exists."""
+    ds = _dataset()
+    flag = tmp_path / "broken"
+    model = load_model("tests.calcs:FlakyEMT", kwargs={"flag": str(flag)})
+    with ResultStore(tmp_path / "store") as store:
+        first = run(Dataset("toy", ds.bulks, []), model, store)  # the bulk, while the model works
+        assert (first.computed, first.failed) == (1, 0)
+        flag.touch()
+        broken = run(ds, model, store)
+        assert (broken.computed, broken.reused, broken.failed) == (2, 1, 2)
+        assert broken.failure_kinds == {"calculator_error": 2}
+        flag.unlink()
+        plain = run(ds, model, store)
+        assert (plain.computed, plain.reused) == (0, 3)
+        status = store.results("toy").set_index("record_id")["status"].to_dict()
+        assert status == {"Cu/bulk": "ok", "Cu/111-3": "failed", "Cu/111-4": "failed"}
+        retried = run(ds, model, store, retry_failed=True)
+        assert (retried.computed, retried.reused, retried.failed) == (2, 1, 0)
+        res = store.results("toy").set_index("record_id")
+        assert set(res["status"]) == {"ok"}
+        for rec in ds.surfaces:
+            atoms = rec.atoms.copy()
+            atoms.calc = EMT()
+            assert res.loc[rec.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+        again = run(ds, model, store, retry_failed=True)
+        assert (again.computed, again.reused) == (0, 3)
 
 
 def test_fingerprint_depends_on_options_and_is_stable():
@@ -159,3 +205,51 @@ def test_error_stats_by_hand():
     assert s["max_abs"] == pytest.approx(0.3)
     empty = error_stats(np.array([np.nan]))
     assert empty["n_ok"] == 0 and math.isnan(empty["rmse"])
+
+
+def test_export_has_gamma_columns_and_miller_as_text(tmp_path):
+    """Per slab: the model's and DFT gamma (J/m^2), the error and the gamma's status/failure
+    kind; the Miller index as text, unambiguous for negative and multi-digit indices (issue 17,
+    point 10)."""
+    ds = _dataset()
+    s3, s4 = ds.surfaces
+    ds = Dataset("toy", ds.bulks, [SurfaceRecord(**{**s3.__dict__, "miller": (1, -1, 0)}),
+                                   SurfaceRecord(**{**s4.__dict__, "miller": (10, 1, 0)})])
+    mo = Dataset("toy-mo", {"Cu/bulk": BulkRecord(id="Cu/bulk", element="Mo", atoms=ds.bulks["Cu/bulk"].atoms,
+                                                  energy_ev=-16.0)}, ds.surfaces)
+    with ResultStore(tmp_path) as store:
+        run(ds, load_model("emt"), store)
+        run(mo, load_model("emt"), store)  # EMT refuses the Mo bulk: the slabs lose their gamma
+        ref = slab_predictions(store.results("toy")).set_index("record_id")
+        store.export(tmp_path / "r.csv")
+        store.export(tmp_path / "r.parquet")
+    for df in (pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")):
+        assert len(df) == 6
+        toy = df[df["dataset"] == "toy"].set_index("record_id")
+        for rid in ("Cu/111-3", "Cu/111-4"):
+            assert toy.loc[rid, "gamma_pred_j_per_m2"] == pytest.approx(ref.loc[rid, "gamma_pred_j_per_m2"], rel=1e-12)
+            assert 0.4 < toy.loc[rid, "gamma_pred_j_per_m2"] < 1.2
+            assert toy.loc[rid, "error_gamma_j_per_m2"] == pytest.approx(
+                toy.loc[rid, "gamma_pred_j_per_m2"] - toy.loc[rid, "dft_gamma_j_per_m2"], rel=1e-12)
+            assert toy.loc[rid, "gamma_status"] == "ok"
+        assert (toy.loc["Cu/111-3", "miller"], toy.loc["Cu/111-4", "miller"]) == ("1 -1 0", "10 1 0")
+        assert pd.isna(toy.loc["Cu/bulk", "miller"]) and pd.isna(toy.loc["Cu/bulk", "gamma_pred_j_per_m2"])
+        bad = df[df["dataset"] == "toy-mo"].set_index("record_id")
+        assert bad.loc["Cu/111-3", "gamma_status"] == "failed"
+        assert bad.loc["Cu/111-3", "gamma_failure"] == "bulk_failed:unsupported_element"
+        assert pd.isna(bad.loc["Cu/111-3", "gamma_pred_j_per_m2"]) and pd.isna(bad.loc["Cu/111-3", "error_gamma_j_per_m2"])
+        assert bad.loc["Cu/111-3", "dft_gamma_j_per_m2"] == pytest.approx(toy.loc["Cu/111-3", "dft_gamma_j_per_m2"])
+
+
+def test_tables_of_an_empty_run_print(tmp_path):
+    """No results (e.g. a data set without slabs): the metric tables print empty, no KeyError."""
+    from rich.console import Console
+
+    from surfbench.report.console import render_run
+
+    with ResultStore(tmp_path) as store:
+        res = store.results("nothing")
+    assert list(metrics(bulk_predictions(res), slab_predictions(res))["quantity"]) == []
+    console = Console(record=True, width=200)
+    render_run(console, res, "empty")
+    assert "coverage: 0/0 structures evaluated ok; gamma for 0/0 slabs" in console.export_text()

@@ -231,3 +231,26 @@ def test_trained_models_file(tmp_path):
     assert get_spec("mtp-test-cu-2").weights["path"] == str(weights)
     with pytest.raises(ModelLoadError, match="entry 'bad'"):
         write_registry_entry(tmp_path, {**entry, "name": "bad", "weights": {"source": "nowhere"}})
+
+
+@needs_data
+def test_trained_on_names_the_slabs_a_trained_model_saw(data_dir, mlearn_surfaces, tmp_path):
+    """A model trained with --include-surfaces records the evaluated slabs among its frames
+    (trained_on.records), so that its metrics on them are reported apart (analysis/seen.py);
+    one trained without surfaces records none."""
+    from surfbench.analysis.seen import is_seen
+    from surfbench.training.base import TrainJob
+    from surfbench.training.pipeline import trained_on_entry
+
+    frames = load_frames("mlearn", ["Cu"], data_dir, download=False)
+    for include, n_expected in ((True, 10), (False, 0)):
+        split = make_split(frames, mlearn_surfaces, ["Cu"], seed=0, include_surfaces=include)
+        job = TrainJob(method="mtp", mode=SCRATCH, train=split.pool, valid=list(split.valid), elements=("Cu",),
+                       settings={}, workdir=tmp_path, name="x")
+        entry = trained_on_entry(job, mlearn_surfaces, "mlearn")
+        assert entry["dataset"] == mlearn_surfaces.name and len(entry["records"]) == n_expected
+        assert sorted(entry["records"]) == sorted(h.slab_id for h in split.leaked)
+        cu = [s for s in mlearn_surfaces.surfaces if s.element == "Cu"]
+        n_seen = sum(is_seen(entry, mlearn_surfaces.name, s.id, s.element, s.split) for s in cu)
+        assert n_seen == n_expected
+        assert all(s.split == "train" for s in cu if s.id in entry["records"])

@@ -12,7 +12,7 @@ import pytest
 from ase.units import GPa
 
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError, TrainJob, get_trainer
-from tests.conftest import REPO, needs_data
+from tests.conftest import REPO, needs_data, needs_shared
 from tests.training_checks import assert_evaluated_through_store, register_entries
 
 SHARED_MODELS = REPO.parent / "shared" / "models"
@@ -21,7 +21,7 @@ FOUNDATION = "m3gnet-mp-2021.2.8-pes"
 pytestmark = [
     needs_data,
     pytest.mark.skipif(find_spec("matgl") is None, reason="the matgl package is not installed"),
-    pytest.mark.skipif(not (SHARED_MODELS / "matgl").is_dir(), reason=f"no matgl model folders at {SHARED_MODELS}"),
+    needs_shared(SHARED_MODELS / "matgl", reason=f"no matgl model folders at {SHARED_MODELS}"),
 ]
 
 #: one optimiser step per epoch (batch = the three training cells)

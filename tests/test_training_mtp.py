@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
 from surfbench.training.pipeline import train_curve, trainings
-from tests.conftest import REPO, needs_data
+from tests.conftest import REPO, needs_data, needs_shared
 from tests.training_checks import check_curve
 
 pytest.importorskip("motep.calculator", reason="motep is not installed (pip install torch==2.13.0 'motep>=0.2,<0.3')")
@@ -22,8 +22,8 @@ pytest.importorskip("motep.calculator", reason="motep is not installed (pip inst
 MODEL_DIR = REPO.parent / "shared" / "models"
 pytestmark = [
     needs_data,
-    pytest.mark.skipif(not (MODEL_DIR / "mtp" / "level04-initial.mtp").is_file(),
-                       reason=f"no untrained MTP files at {MODEL_DIR / 'mtp'} (shared/models beside the repository)"),
+    needs_shared(MODEL_DIR / "mtp" / "level04-initial.mtp",
+                 reason=f"no untrained MTP files at {MODEL_DIR / 'mtp'} (shared/models beside the repository)"),
 ]
 OVERRIDES = {"n_valid": 1, "maxiter": 60, "threads": 2}
 

@@ -107,3 +107,60 @@ def test_parse_miller(text, hkl):
     assert parse_miller(text) == hkl
     with pytest.raises(ValueError):
         parse_miller("1 1")
+
+
+def test_empty_file_and_bulks_only_are_errors_naming_the_file(tmp_path):
+    """An empty file and a file without slabs are refused (issue 17, point 4)."""
+    from typer.testing import CliRunner
+
+    from surfbench.cli import app
+
+    b, _ = _cu_files(tmp_path)
+    empty = tmp_path / "empty.extxyz"
+    empty.write_text("")
+    bulks_only = tmp_path / "bulks.extxyz"
+    write(bulks_only, [b], format="extxyz")
+    assert [(p.record, p.message) for p in validate(empty)] == [("file", "no records: a data set needs slabs and their bulks")]
+    assert [p.message for p in validate(bulks_only)] == [
+        "no slab records (1 record(s), none of kind 'slab'): a data set needs at least one slab"]
+    cli = CliRunner(env={"COLUMNS": "250"})
+    for path, what in ((empty, "no records"), (bulks_only, "no slab records")):
+        with pytest.raises(DataError, match=what) as info:
+            load_user_dataset(path)
+        assert str(path) in str(info.value)
+        def says(output: str, text: str) -> bool:  # rich may wrap long paths at the console's width
+            return "".join(text.split()) in "".join(output.split())
+
+        out = cli.invoke(app, ["data", "validate", str(path)])
+        assert out.exit_code == 1 and says(out.output, what) and says(out.output, str(path)), out.output
+        out = cli.invoke(app, ["run", "--model", "emt", "--dataset", str(path), "--workdir", str(tmp_path / "w")])
+        assert out.exit_code == 2 and says(out.output, what) and says(out.output, str(path)), out.output
+        assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_no_slab_left_in_the_split_is_an_error(tmp_path):
+    b, s = _cu_files(tmp_path)
+    s.info["split"] = "train"
+    path = tmp_path / "cu.extxyz"
+    write(path, [b, s], format="extxyz")
+    from typer.testing import CliRunner
+
+    from surfbench.cli import app
+
+    out = CliRunner(env={"COLUMNS": "250"}).invoke(
+        app, ["run", "--model", "emt", "--dataset", str(path), "--split", "test", "--workdir", str(tmp_path / "w")])
+    assert out.exit_code == 2 and "has no slabs in split 'test'" in out.output, out.output
+
+
+@pytest.mark.parametrize("value", ["abc", "1.0.0", "nan eV"])
+def test_non_numeric_energy_is_quoted(tmp_path, value):
+    """The message quotes the value the file holds (issue 17, point 8)."""
+    b, s = _cu_files(tmp_path)
+    path = tmp_path / "cu.extxyz"
+    write(path, [b, s], format="extxyz")
+    text = path.read_text().replace("energy=-10.5", f'energy="{value}"' if " " in value else f"energy={value}", 1)
+    assert text != path.read_text()
+    path.write_text(text)
+    problems = validate(path)
+    assert [(p.record, p.message) for p in problems] == [
+        ("#1 (cu-111)", f"energy {value!r} is not a number (total DFT energy in eV)")]

@@ -12,11 +12,36 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
+
+
+class _UserErrors(TyperGroup):
+    """Runs a command; a damaged or unusable input (result store, data file, model, device, a
+    file the command cannot read or write) ends it with its message and exit code 2, never a
+    Python traceback (these errors name the file and what to do)."""
+
+    def invoke(self, ctx):
+        from rich.markup import escape
+
+        from surfbench.data.errors import DataError
+        from surfbench.evaluation.store_file import StoreError
+        from surfbench.models.base import ModelLoadError
+
+        try:
+            return super().invoke(ctx)
+        except (StoreError, DataError, ModelLoadError) as exc:
+            _fail(escape(str(exc)))
+        except OSError as exc:  # a folder that does not exist, a read-only file, a full disk
+            if exc.filename is None:
+                raise
+            _fail(escape(f"{exc.strerror or exc}: {exc.filename}"))
+
 
 app = typer.Typer(
     help="surfbench: benchmark interatomic potentials on DFT surface energies.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_UserErrors,
 )
 console = Console()
 err = Console(stderr=True)
@@ -51,6 +76,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _dataset_key(name: str | None) -> str | None:
+    """The store's name of a data set given on the command line: a user's data file is stored
+    under its resolved path (see :func:`surfbench.data.userdata.dataset_name`)."""
+    from surfbench.data.registry import DATASETS
+    from surfbench.data.userdata import dataset_name
+
+    if name is None or name in DATASETS or name.endswith(".manifest.json") or not Path(name).is_file():
+        return name
+    return dataset_name(name)
+
+
 def _load_dataset(name: str, data_dir: Path | None, split: str, *, cached: bool = False):
     """The data set with its slabs restricted to ``split``; ``cached``: from the built-data-set
     cache when its inputs are unchanged. Bad input ends the command with a clear error."""
@@ -74,11 +110,11 @@ def run(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name (see 'surfbench datasets').")] = "mlearn-surfaces",
     workdir: WorkdirOpt = Path("."),
     data_dir: DataDirOpt = None,
-    device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:N or mps.")] = "cpu",
     dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Local weights file/folder, instead of the registry's source.")] = None,
-    protocol: Annotated[str, typer.Option(help="Evaluation protocol: static (DFT geometries) or relaxed (the model's own minimum).")] = "static",
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol: static (DFT geometries), relaxed (the model's own minimum) or model-built (the model builds and relaxes its own bulk and slab; needed for reference-value data sets such as mse21).")] = "static",
     split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Recompute structures whose stored result is a failure.")] = False,
@@ -86,6 +122,8 @@ def run(
     steps: Annotated[int, typer.Option(help="relaxed: optimizer steps per structure.")] = 500,
     optimizer: Annotated[str, typer.Option(help="relaxed: FIRE, BFGS or LBFGS.")] = "FIRE",
     fix_bottom_layers: Annotated[int, typer.Option(help="relaxed: slab layers held fixed, from the bottom.")] = 0,
+    layers: Annotated[Optional[int], typer.Option(help="model-built: slab thickness in atomic layers (default: the protocol's).")] = None,
+    vacuum: Annotated[Optional[float], typer.Option(help="model-built: vacuum gap between slab images in Angstrom (default: the protocol's).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Evaluate on a local Dask cluster of N worker processes (one torch thread each unless --threads); with --scheduler slurm|pbs: N jobs.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786), or slurm / pbs for a dask-jobqueue cluster configured in Dask's jobqueue config.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Seconds allowed per structure; an overrun is killed and recorded as failure kind 'timeout' (the model then runs in a killable child process).")] = None,
@@ -101,6 +139,10 @@ def run(
     from surfbench.models import ModelLoadError, load_model
     from surfbench.models.registry import use_project
 
+    from surfbench.models.device import check_device
+
+    check_device(device)  # up front: a missing GPU is known before any data is loaded
+    executor = executor_for(workers, scheduler, threads, timeout, _fail)
     kwargs = None
     if model_kwargs:
         try:
@@ -108,12 +150,14 @@ def run(
         except json.JSONDecodeError as exc:
             _fail(f"--model-kwargs is not valid JSON: {exc}")
     ds = _load_dataset(dataset, data_dir, split, cached=True)
+    if not ds.surfaces:
+        _fail(f"data set {ds.name} has no slabs" + (f" in split {split!r}" if split != "all" else ""))
     for note in ds.notes:
         console.print(f"[dim]note: {note}[/]")
-    executor = executor_for(workers, scheduler, threads, timeout, _fail)
     store = ResultStore(workdir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     use_project(workdir)  # models trained in this folder (surfbench train) are known by name
+    updated: list[str] = []  # records whose labels changed since the store saw them
     try:
         lm = load_model(model, device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None)
         with Progress(*columns, console=console, transient=False) as bar:
@@ -134,9 +178,14 @@ def run(
 
                 proto = RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
                 bar.update(task, description=f"{model} on {ds.name} (static)")
-                run_eval(ds, lm, store, "static", threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
-                         executor=executor, keep_both_fingerprints=keep_both_fingerprints)
+                updated += run_eval(ds, lm, store, "static", threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
+                         executor=executor, keep_both_fingerprints=keep_both_fingerprints).updated
                 bar.update(task, description=f"{model} on {ds.name} ({proto.name})", completed=0)
+            elif protocol == "model-built":
+                from surfbench.evaluation.model_built import ModelBuiltProtocol
+
+                sizes = {k: v for k, v in (("layers", layers), ("vacuum_a", vacuum)) if v is not None}
+                proto = ModelBuiltProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, **sizes)
             else:
                 proto = protocol
             summary = run_eval(ds, lm, store, proto, threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
@@ -149,12 +198,23 @@ def run(
         _fail(str(exc))
     finally:
         executor.close()
+    from rich.markup import escape
+
+    for line in [*updated, *summary.updated]:
+        console.print(f"[yellow]{escape(line)}[/]")
     console.print(
         f"{summary.computed} computed, {summary.reused} reused, {summary.failed} failed "
         f"(model fingerprint {summary.fingerprint})"
     )
     ids = {r.id for r in [*ds.bulks.values(), *ds.surfaces]}
-    _render(store, ds.name, summary.fingerprint, summary.protocol, ids)
+    reference = store.reference_results(ds.name, summary.fingerprint, summary.protocol)
+    if not reference.empty:  # a reference-value data set (mse21): no DFT energies to render
+        from surfbench.analysis.reference_gamma import reference_predictions
+        from surfbench.report.reference_tables import render_reference
+
+        render_reference(console, reference_predictions(reference[reference["record_id"].isin(ids)]))
+    else:
+        _render(store, ds.name, summary.fingerprint, summary.protocol, ids)
     if summary.protocol != "static" and protocol == "relaxed":
         from surfbench.analysis.relaxation import relaxation_split
         from surfbench.report.console import render_relaxation_split
@@ -170,7 +230,9 @@ def run(
 def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] | None = None) -> None:
     from surfbench.report.console import render_run
 
-    results = store.results(dataset, fingerprint, protocol)
+    from surfbench.analysis.seen import mark_from_store
+
+    results = mark_from_store(store, store.results(dataset, fingerprint, protocol))
     if ids is not None:
         results = results[results["record_id"].isin(ids)]
     render_run(console, results, f"{fingerprint} on {dataset}, {protocol}")
@@ -214,6 +276,10 @@ def softening(
         _fail("--frames-split must be all, train or test")
     if not dataset.startswith("mlearn"):
         _fail(f"softening uses the mlearn frames; --dataset must be an mlearn data set, not {dataset!r}")
+    from surfbench.execution.run_command import check_threads
+
+    check_threads(threads, _fail)
+    ResultStore(workdir).close()  # a damaged or read-only store ends the command here, before any loading
     ds = _load_dataset(dataset, data_dir, "all")
     elements = sorted({s.element for s in ds.surfaces})
     try:
@@ -280,18 +346,31 @@ def table(
         _fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first")
     if split not in SPLIT_CHOICES:
         _fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
-    with ResultStore(workdir) as store:
+    with ResultStore(workdir, read_only=True) as store:
         runs = store.runs()
-        for col, val in (("model", model), ("dataset", dataset), ("protocol", protocol)):
+        for col, val in (("model", model), ("dataset", _dataset_key(dataset)), ("protocol", protocol)):
             if val is not None:
                 runs = runs[runs[col] == val]
         if models is not None and models != "all":
             runs = runs[runs["model"].isin([m.strip() for m in models.split(",")])]
         if runs.empty:
             _fail("no stored run matches")
+        reference = runs["dataset"].isin(store.reference_datasets())  # reference values only (mse21)
+        if reference.any():
+            from surfbench.analysis.reference_gamma import reference_predictions
+            from surfbench.report.reference_tables import render_reference
+
+            for ds_name, grp in runs[reference].groupby("dataset", sort=False):
+                console.print(f"[bold]{ds_name}[/] (reference values)")
+                render_reference(console, reference_predictions(pd.concat(
+                    [store.reference_results(ds_name, r["fingerprint"], r["protocol"]) for _, r in grp.iterrows()],
+                    ignore_index=True)))
+            runs = runs[~reference]
+
+        from surfbench.analysis.seen import mark_from_store
 
         def load(r) -> pd.DataFrame:
-            results = store.results(r["dataset"], r["fingerprint"], r["protocol"])
+            results = mark_from_store(store, store.results(r["dataset"], r["fingerprint"], r["protocol"]))
             if SPLIT_CHOICES[split] is not None:
                 results = results[results["split"].isin(SPLIT_CHOICES[split]) | (results["kind"] == "bulk")]
             return results
@@ -326,10 +405,10 @@ def report(
         _fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
     if n_boot < 1:
         _fail("--n-boot must be at least 1")
-    with ResultStore(workdir) as store:
+    with ResultStore(workdir, read_only=True) as store:
         try:
             with console.status("building the report"):
-                path = build_report(store, dataset, models, protocol, output, png=png, n_boot=n_boot, seed=seed)
+                path = build_report(store, _dataset_key(dataset), models, protocol, output, png=png, n_boot=n_boot, seed=seed)
         except ReportError as exc:
             _fail(str(exc))
     meta = json.loads(path.with_name(path.stem + "-metrics.json").read_text(encoding="utf-8"))
@@ -445,24 +524,38 @@ def data_build(
 
 @data_app.command("validate")
 def data_validate(
-    path: Annotated[Path, typer.Argument(help="extxyz or ASE database (.db) file of slabs and bulks.")],
+    path: Annotated[Path, typer.Argument(help="extxyz or ASE database (.db) file of slabs and bulks, or a data set name.")],
     min_vacuum: Annotated[float, typer.Option(help="Smallest vacuum gap (Angstrom) that makes a slab.")] = 5.0,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """Check a user data file; list every problem per record (exit code 1 if any)."""
+    """Check a user data file; list every problem per record (exit code 1 if any). A named data
+    set (or an mp-surfaces manifest) is loaded and its structures checked for overlapping atoms."""
     from surfbench.data.errors import DataError
+    from surfbench.data.registry import DATASETS
     from surfbench.data.userdata import load_user_dataset, validate
 
+    if str(path) in DATASETS or str(path).endswith(".manifest.json"):
+        from rich.markup import escape
+
+        ds = _load_dataset(str(path), data_dir, "all")  # a DataError (e.g. overlapping atoms) ends here
+        for note in ds.notes:
+            console.print(f"note: {escape(note)}")
+        console.print(f"{ds.name}: OK, {len(ds.surfaces)} slabs, {len(ds.bulks)} bulks, elements {', '.join(ds.elements)}")
+        return
     try:
         problems = validate(path, min_vacuum)
     except DataError as exc:
         _fail(str(exc))
+    n_errors = sum(p.severity == "error" for p in problems)
     if problems:
-        t = Table(title=f"{path}: {len(problems)} problem(s)")
+        t = Table(title=f"{path}: {n_errors} problem(s), {len(problems) - n_errors} warning(s)")
         t.add_column("record")
+        t.add_column("severity")
         t.add_column("problem")
         for p in problems:
-            t.add_row(p.record, p.message)
+            t.add_row(p.record, p.severity, p.message)
         console.print(t)
+    if n_errors:
         raise typer.Exit(1)
     ds = load_user_dataset(path, min_vacuum=min_vacuum)
     console.print(f"{path}: OK, {len(ds.surfaces)} slabs, {len(ds.bulks)} bulks, elements {', '.join(ds.elements)}")
@@ -480,6 +573,7 @@ def data_explore(
     from surfbench.report.dataset_figures import gamma_by_element, summary, surfaces_per_element_ptable
     from surfbench.report.figures import FigureExportError, save_figure
 
+    output.mkdir(parents=True, exist_ok=True)  # an unwritable folder is an error before any drawing
     ds = _load_dataset(dataset, data_dir, "all")
     stem = output / ds.name.replace("/", "_")
     written = []
@@ -510,7 +604,9 @@ def export(
 
     if not (workdir / STORE_NAME).is_file():
         _fail(f"no result store at {workdir / STORE_NAME}")
-    with ResultStore(workdir) as store:
+    if not output.parent.is_dir():
+        _fail(f"cannot write {output}: the folder {output.parent} does not exist")
+    with ResultStore(workdir, read_only=True) as store:
         try:
             path = store.export(output)
         except ValueError as exc:

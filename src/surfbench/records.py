@@ -120,7 +120,12 @@ class SurfaceRecord(_StructureRecord):
 
     @property
     def miller_str(self) -> str:
-        return "".join(str(i) for i in self.miller) if self.miller else "unknown"
+        """"110", "1-10"; with an index beyond 9 space-separated ("10 1 0"), so that it stays
+        unambiguous; "unknown" without an index."""
+        if not self.miller:
+            return "unknown"
+        sep = " " if any(abs(i) > 9 for i in self.miller) else ""
+        return sep.join(str(i) for i in self.miller)
 
     def gamma_ev_per_a2(self, bulk_energy_per_atom_ev: float) -> float:
         """Surface energy (eV/Angstrom^2) of this slab's geometry for a given slab energy
@@ -142,13 +147,49 @@ class SurfaceRecord(_StructureRecord):
         return ev_per_a2_to_j_per_m2(self.dft_gamma_ev_per_a2)
 
 
+@dataclass(frozen=True)
+class ReferenceSurfaceRecord:
+    """A facet with reference surface energies (J/m^2) and no DFT energies or structures to
+    evaluate: the model builds and relaxes its own bulk and slab
+    (:mod:`surfbench.evaluation.model_built`).
+
+    ``crystal`` is the bulk structure type as ASE's :func:`ase.build.bulk` names it
+    (``fcc``, ``bcc``, ...); ``miller`` refers to its conventional cubic cell. ``atoms`` is
+    the data set's own slab when it ships one (kept for reference; the protocol does not read
+    it). ``gamma_exp_j_per_m2`` is NaN where the data set has no experimental value.
+    """
+
+    id: str
+    element: str
+    crystal: str
+    miller: Miller
+    gamma_pbe_j_per_m2: float
+    gamma_exp_j_per_m2: float
+    reference: str = ""
+    atoms: Atoms | None = field(default=None, repr=False, compare=False)
+    source: str = ""
+    # what Dataset.select/summary read of every record: no split, no bulk record
+    split: str | None = None
+    bulk_id: str | None = None
+    reconstructed: bool | None = None
+
+    @property
+    def miller_str(self) -> str:
+        return "".join(str(i) for i in self.miller)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of what the protocol reads: element, crystal type and Miller index."""
+        return hashlib.sha256(f"{self.element}|{self.crystal}|{self.miller_str}".encode()).hexdigest()
+
+
 @dataclass
 class Dataset:
     """A named set of bulk and surface records, with notes on how it was built."""
 
     name: str
     bulks: dict[str, BulkRecord]
-    surfaces: list[SurfaceRecord]
+    surfaces: list[SurfaceRecord | ReferenceSurfaceRecord]
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
 

@@ -60,6 +60,9 @@ def metrics(
             row = dict(zip(group_keys, key if isinstance(key, tuple) else (key,)))
             row.update(quantity=quantity, unit=unit, **stats)
             rows.append(row)
+    if not rows:  # no results: the columns all the same, so that tables print empty
+        return pd.DataFrame(columns=[*run_keys, *([by] if by else []), "quantity", "unit", "n_ok", "n_failed",
+                                     "n_total", "mae", "rmse", "mse", "max_abs"])
     return pd.DataFrame(rows)
 
 

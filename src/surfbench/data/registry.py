@@ -45,6 +45,12 @@ def _mp_surfaces(data_dir: str | os.PathLike | None = None, download: bool = Tru
     return mp_surfaces.load(manifests[-1])
 
 
+def _mse21(data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    from surfbench.data.mse21 import load_mse21
+
+    return load_mse21(data_dir, download=download)
+
+
 DATASETS: dict[str, DatasetInfo] = {
     "mlearn-surfaces": DatasetInfo(
         name="mlearn-surfaces",
@@ -67,24 +73,39 @@ DATASETS: dict[str, DatasetInfo] = {
         licence="CC BY 4.0 (Materials Project)",
         loader=_mp_surfaces,
     ),
+    "mse21": DatasetInfo(
+        name="mse21",
+        description=(
+            "Reference surface energies (PBE and experiment, J/m^2) of the close-packed facet of "
+            "21 metals: bcc (110) of 10, fcc (111) of 11; no DFT energies, evaluated with "
+            "--protocol model-built (the model builds and relaxes its own bulk and slab)"
+        ),
+        reference="Phys. Rev. B 93, 235162 (2016); ml-peg surface-energy benchmark",
+        licence="no licence file in the source repository; cite the paper",
+        loader=_mse21,
+    ),
 }
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
     """A named data set, or a user's file (extxyz / ASE database, see
-    :mod:`surfbench.data.userdata`) given by its path."""
+    :mod:`surfbench.data.userdata`) given by its path. Every data set's structures are checked
+    for overlapping atoms (refused) and unusually close ones (a note), see
+    :mod:`surfbench.data.contacts`."""
+    from surfbench.data.contacts import screen
+
     if name not in DATASETS and Path(name).is_file():
         if name.endswith(".manifest.json"):
             from surfbench.data.mp_surfaces import load
 
-            return load(name)
+            return screen(load(name), name)
         from surfbench.data.userdata import load_user_dataset
 
-        return load_user_dataset(name)
+        return load_user_dataset(name)  # checks distances record by record
     try:
         info = DATASETS[name]
     except KeyError:
         raise DataError(
             f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of a data file"
         ) from None
-    return info.loader(data_dir=data_dir, download=download)
+    return screen(info.loader(data_dir=data_dir, download=download))

@@ -20,8 +20,14 @@ energy             yes       total DFT energy in eV: ``energy=`` in the extxyz c
 
 Slabs are elemental (gamma = (E_slab - n e_bulk)/(2A) needs the bulk's stoichiometry), fully
 periodic cells with a vacuum gap of at least ``min_vacuum`` Angstrom along one lattice vector;
-A is the area spanned by the other two. ``surfbench data validate FILE`` lists every problem
-per record; loading refuses a file with problems, naming them.
+A is the area spanned by the other two. No two atoms may be closer than 0.5 Angstrom (periodic
+images included); closer than 0.7 x the sum of their covalent radii is a warning (see
+:mod:`surfbench.data.contacts`). A file needs at least one slab. ``surfbench data validate
+FILE`` lists every problem per record; loading refuses a file with problems (errors), naming
+them, and keeps warnings as notes of the data set.
+
+The data set is named by the file's resolved path: two files with the same name in different
+folders are different data sets in a result store.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pathlib import Path
 
 from ase import Atoms
 
-from surfbench.data import geometry
+from surfbench.data import contacts, geometry
 from surfbench.data.errors import DataError
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
@@ -43,8 +49,9 @@ _MILLER = re.compile(r"^\(?\s*(-?\d+)[\s,_]+(-?\d+)[\s,_]+(-?\d+)\s*\)?$")
 
 @dataclass(frozen=True)
 class Problem:
-    record: str  # "#index (id)"
+    record: str  # "#index (id)", or "file" for a problem of the whole file
     message: str
+    severity: str = "error"  # "error" (the file is refused) or "warning" (kept, with a note)
 
 
 def parse_miller(value: object) -> tuple[int, int, int]:
@@ -102,13 +109,12 @@ def read_structures(path: str | os.PathLike) -> list[Atoms]:
                         f"{type(exc).__name__}: {exc}", path=path) from None
 
 
-def _energy(atoms: Atoms) -> float | None:
+def _raw_energy(atoms: Atoms) -> object:
+    """The energy as the file holds it (comment line / db key, or a single-point calculator)."""
     value = atoms.info.get("energy")
     if value is None and atoms.calc is not None:
         value = atoms.calc.results.get("energy")
-    if value is None:
-        return None
-    return float(value)
+    return value
 
 
 def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], list[dict]]:
@@ -132,11 +138,12 @@ def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], 
             bad(f"duplicate name (also record #{seen[rid]})")
         else:
             seen[rid] = i
+        raw = _raw_energy(atoms)
         try:
-            energy = _energy(atoms)
+            energy = None if raw is None else float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             energy = None
-            bad(f"energy {atoms.info.get('energy')!r} is not a number")
+            bad(f"energy {raw!r} is not a number (total DFT energy in eV)")
         else:
             if energy is None:
                 bad("missing energy (total DFT energy in eV)")
@@ -153,6 +160,9 @@ def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], 
         except ValueError as exc:
             bad(f"not a slab or bulk cell: {exc}")
             continue
+        contact = contacts.close_contact(atoms)
+        if contact is not None:
+            problems.append(Problem(where, contact.message, contact.severity))
         rec = {"i": i, "id": rid, "kind": kind, "atoms": atoms, "energy": energy, "element": symbols[0]}
         if kind == "slab":
             if axis is None:
@@ -174,6 +184,11 @@ def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], 
         rec["termination"] = atoms.info.get("termination")
         rec["split"] = atoms.info.get("split")
         parsed.append(rec)
+    if not images:
+        problems.append(Problem("file", "no records: a data set needs slabs and their bulks"))
+    elif not any(str(a.info.get("kind", "")).strip().lower() == "slab" for a in images):
+        problems.append(Problem("file", f"no slab records ({len(images)} record(s), none of kind 'slab'): "
+                                        "a data set needs at least one slab"))
     bulks = {r["id"]: r for r in parsed if r["kind"] == "bulk"}
     by_element: dict[str, list[str]] = {}
     for b in bulks.values():
@@ -203,12 +218,27 @@ def validate(path: str | os.PathLike, min_vacuum: float = 5.0) -> list[Problem]:
     return problems
 
 
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that refuse a file (not the warnings)."""
+    return [p for p in problems if p.severity == "error"]
+
+
+def dataset_name(path: str | os.PathLike) -> str:
+    """The name a user file's data set is stored under: its resolved path (never the bare file
+    stem, which two files in different folders share)."""
+    return str(Path(path).expanduser().resolve())
+
+
 def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacuum: float = 5.0) -> Dataset:
-    """A :class:`Dataset` from a user file; a file with problems is refused, naming them."""
+    """A :class:`Dataset` from a user file, named by its resolved path unless ``name`` is given;
+    a file with problems (errors) is refused, naming them; warnings become notes."""
     path = Path(path)
     problems, parsed = check(read_structures(path), min_vacuum)
+    warnings = [p for p in problems if p.severity != "error"]
+    problems = errors(problems)
     if problems:
-        listing = "; ".join(f"record {p.record}: {p.message}" for p in problems[:20])
+        listing = "; ".join(p.message if p.record == "file" else f"record {p.record}: {p.message}"
+                            for p in problems[:20])
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise DataError(f"{len(problems)} problem(s): {listing}{more}", path=path)
     bulks = {
@@ -227,7 +257,8 @@ def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacu
             termination=r.get("termination"), reconstructed=r.get("reconstructed"), label=r["id"],
             split=r["split"], source=f"{path}#{r['i']}", vacuum_axis=r["axis"],
         ))
-    return Dataset(name or path.stem, bulks, surfaces, provenance={"source": str(path)})
+    notes = [f"record {p.record}: {p.message}" for p in warnings]
+    return Dataset(name or dataset_name(path), bulks, surfaces, notes=notes, provenance={"source": str(path)})
 
 
 def _clean(atoms: Atoms) -> Atoms:

@@ -56,6 +56,9 @@ def md_command(
     from surfbench.models import ModelLoadError, load_model
 
     console, fail = main.console, main._fail
+    from surfbench.execution.run_command import check_threads
+
+    check_threads(threads, fail)
     try:
         settings = get_preset(preset).with_overrides(
             thermostat=thermostat, temperature_k=temperature, temperature_factor=temperature_factor,

@@ -20,6 +20,7 @@ CALCULATOR_ERROR = "calculator_error"
 NON_FINITE = "non_finite_energy"
 UNSUPPORTED_ELEMENT = "unsupported_element"
 MODEL_LOAD_ERROR = "model_load_error"
+OVERLAPPING_ATOMS = "overlapping_atoms"  # atoms closer than surfbench.data.contacts.MIN_DISTANCE_A
 
 
 @dataclass
@@ -38,12 +39,27 @@ class Outcome:
         return cls(status="failed", failure_kind=kind, message=message[:2000], wall_s=wall_s)
 
 
+def impossible_structure(atoms: Atoms) -> Outcome | None:
+    """The failure ``overlapping_atoms`` for a structure with two atoms closer than
+    :data:`surfbench.data.contacts.MIN_DISTANCE_A` (the model is not asked: it would return
+    a finite but meaningless energy), else None."""
+    from surfbench.data.contacts import close_contact
+
+    contact = close_contact(atoms)
+    if contact is None or contact.severity != "error":
+        return None
+    return Outcome.failed(OVERLAPPING_ATOMS, contact.message)
+
+
 class Protocol(ABC):
     """How one structure is evaluated with a calculator."""
 
     name: str
     #: slabs need their bulk's result under the same protocol (the runner passes it)
     needs_bulk: bool = False
+    #: builds its own structures from element, crystal and Miller index (can evaluate
+    #: reference-value records, which have no structure to evaluate)
+    builds_structures: bool = False
 
     @abstractmethod
     def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
@@ -70,6 +86,8 @@ class StaticProtocol(Protocol):
     def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
         work = atoms.copy()
         work.pbc = True
+        if (impossible := impossible_structure(work)) is not None:
+            return impossible
         work.calc = calculator
         t0 = time.perf_counter()
         try:
@@ -85,11 +103,12 @@ class StaticProtocol(Protocol):
 PROTOCOLS: dict[str, str] = {
     "static": "surfbench.evaluation.protocols:StaticProtocol",
     "relaxed": "surfbench.evaluation.relax:RelaxedProtocol",
+    "model-built": "surfbench.evaluation.model_built:ModelBuiltProtocol",
 }
 
 
 def get_protocol(name: str, **settings) -> Protocol:
-    """A protocol by name (``static``, ``relaxed``), with its settings as keyword arguments."""
+    """A protocol by name (``static``, ``relaxed``, ``model-built``), with its settings as keyword arguments."""
     import importlib
 
     try:

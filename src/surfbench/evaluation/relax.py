@@ -18,7 +18,8 @@ energy is kept in ``extra``), ``exploded`` (non-finite energy or forces, atoms c
 half the shortest distance of the start geometry, an atom moved more than
 ``max_displacement_a``, or the bulk volume changed by more than a factor
 ``max_volume_ratio``), ``no_relaxed_bulk`` (a slab whose bulk relaxation is missing or failed),
-``calculator_error``.
+``overlapping_atoms`` (the start geometry has atoms closer than 0.5 Angstrom, see
+:mod:`surfbench.data.contacts`; not relaxed), ``calculator_error``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from surfbench.data.geometry import layer_indices
-from surfbench.evaluation.protocols import CALCULATOR_ERROR, NON_FINITE, Outcome, Protocol
+from surfbench.evaluation.protocols import CALCULATOR_ERROR, NON_FINITE, Outcome, Protocol, impossible_structure
 from surfbench.records import BulkRecord, SurfaceRecord, in_plane_area_a2
 
 NOT_CONVERGED = "not_converged"
@@ -159,6 +160,8 @@ class RelaxedProtocol(Protocol):
         t0 = time.perf_counter()
         work = atoms.copy()
         work.pbc = True
+        if (impossible := impossible_structure(work)) is not None:
+            return impossible
         work.calc = calculator
         start = work.copy()
         try:
@@ -180,6 +183,8 @@ class RelaxedProtocol(Protocol):
         t0 = time.perf_counter()
         work = atoms.copy()
         work.pbc = True
+        if (impossible := impossible_structure(work)) is not None:
+            return impossible
         cell = work.cell.array.copy()
         for i in range(3):
             if i != axis:

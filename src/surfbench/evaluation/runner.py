@@ -1,11 +1,17 @@
 """Run a model over a data set with a protocol, writing every result to the store.
 
 Only records missing from the store (for this model fingerprint and protocol, and with the
-same structure hash) are computed; the model is loaded only if something is missing.
+same structure hash) are computed; the model is loaded only if something is missing. A result
+depends on the structure only, except a slab's under a protocol that uses its bulk's result
+(``needs_bulk``: relaxed), which also depends on the bulk id and the bulk's structure
+(:func:`result_hash`). Records whose labels changed (DFT energy, bulk id, Miller index, ...)
+are updated in the store and listed in :attr:`RunSummary.updated`; their model results are
+reused and gamma, derived at analysis time, follows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +21,7 @@ from surfbench.evaluation.protocols import UNSUPPORTED_ELEMENT, Outcome, Protoco
 from surfbench.evaluation.store import ResultStore
 from surfbench.execution.model_info import count_parameters, torch_threads
 from surfbench.models.base import LoadedModel, package_version
-from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.records import BulkRecord, Dataset, ReferenceSurfaceRecord, SurfaceRecord
 
 if TYPE_CHECKING:
     from surfbench.execution.executors import Executor
@@ -34,6 +40,8 @@ class RunSummary:
     computed: int = 0
     failed: int = 0
     failure_kinds: dict[str, int] = field(default_factory=dict)
+    #: one line per stored record whose labels changed, e.g. "record Cu/111: dft energy changed -> updated"
+    updated: list[str] = field(default_factory=list)
 
 
 def model_details(model: LoadedModel, calculator: object | None = None) -> dict:
@@ -43,19 +51,32 @@ def model_details(model: LoadedModel, calculator: object | None = None) -> dict:
         "nominal_parameters": spec.parameters, "training_set": spec.training_set,
         "python": platform.python_version(), "torch": package_version("torch"),
         "ase": package_version("ase"),
+        # the evaluated records the model saw in training (analysis/seen.py)
+        "trained_on": spec.trained_on,
     }
     if calculator is not None:
         details["parameters"] = count_parameters(calculator)
     return details
 
 
+def result_hash(record: BulkRecord | SurfaceRecord, dataset: Dataset, needs_bulk: bool = False) -> str:
+    """What a stored result must match to be reused: the structure hash, and for a slab under
+    a ``needs_bulk`` protocol also its bulk id and the bulk's structure hash."""
+    if not (needs_bulk and isinstance(record, SurfaceRecord) and record.bulk_id is not None):
+        return record.content_hash
+    bulk = dataset.bulks.get(record.bulk_id)
+    key = f"{record.content_hash}|bulk {record.bulk_id}|{bulk.content_hash if bulk else '-'}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def pending(
-    dataset: Dataset, store: ResultStore, fingerprint: str, protocol: str, *, retry_failed: bool = False
+    dataset: Dataset, store: ResultStore, fingerprint: str, protocol: str, *, retry_failed: bool = False,
+    needs_bulk: bool = False,
 ) -> list[BulkRecord | SurfaceRecord]:
     """Records (bulks first) without a usable result in the store."""
     done = store.done(dataset.name, fingerprint, protocol, include_failed=not retry_failed)
     records: list[BulkRecord | SurfaceRecord] = [*dataset.bulks.values(), *dataset.surfaces]
-    return [r for r in records if done.get(r.id) != r.content_hash]
+    return [r for r in records if done.get(r.id) != result_hash(r, dataset, needs_bulk)]
 
 
 def run(
@@ -82,12 +103,16 @@ def run(
     and written before any slab is submitted. The store refuses a model whose fingerprint
     differs from the one stored under the same name unless ``keep_both_fingerprints``."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+    if not proto.builds_structures and any(isinstance(r, ReferenceSurfaceRecord) for r in dataset.surfaces):
+        raise ValueError(f"data set {dataset.name} holds reference values only (no DFT structures to evaluate): "
+                         "use the model-built protocol (--protocol model-built)")
     fp = model.fingerprint
     store.check_model(fp, keep_both=keep_both_fingerprints)
-    store.put_records(dataset)
-    todo = pending(dataset, store, fp.id, proto.name, retry_failed=retry_failed)
+    updated = [f"record {rid}: {', '.join(labels)} changed -> updated" for rid, labels in store.put_records(dataset)]
+    todo = pending(dataset, store, fp.id, proto.name, retry_failed=retry_failed, needs_bulk=proto.needs_bulk)
     total = len(dataset.bulks) + len(dataset.surfaces)
-    summary = RunSummary(dataset.name, model.name, fp.id, proto.name, total=total, reused=total - len(todo))
+    summary = RunSummary(dataset.name, model.name, fp.id, proto.name, total=total, reused=total - len(todo),
+                         updated=updated)
     if on_start is not None:
         on_start(total, len(todo))
     if not todo:
@@ -110,7 +135,8 @@ def run(
             store.put_model(fp, details, keep_both=keep_both_fingerprints)
             model_written = True
         n_threads = None if info is None else info.get("threads")
-        store.put_result(dataset.name, record.id, fp.id, proto.name, record.content_hash, outcome, model.device, n_threads)
+        store.put_result(dataset.name, record.id, fp.id, proto.name, result_hash(record, dataset, proto.needs_bulk),
+                         outcome, model.device, n_threads)
         summary.computed += 1
         if outcome.status != "ok":
             summary.failed += 1

@@ -4,6 +4,9 @@ Tables:
 
 * ``records``: the data set records a run saw (DFT energies, Miller index, area, ...), so
   that tables can be reprinted from the store alone;
+* ``reference_facets``: records of reference-value data sets (element, crystal, Miller
+  index, reference surface energies in J/m^2; no DFT energies, see
+  :class:`~surfbench.records.ReferenceSurfaceRecord`);
 * ``models``: one row per model fingerprint with its details;
 * ``results``: one row per (data set, record id, model fingerprint, protocol) with the
   predicted total energy (eV), status, failure kind, timings and protocol extras (JSON:
@@ -17,11 +20,19 @@ Tables:
 
 Every result is committed as soon as it is computed (WAL journal), so a killed run loses
 nothing already finished and a rerun computes only what is missing.
+
+A record's stored row is its content: the structure hash and every label that enters a number
+or a grouping (DFT energy, bulk id and the bulk's energy per atom, Miller index, split, area,
+DFT gamma, ...; see :data:`RECORD_LABELS`). A record whose data set now gives another value for
+any of them is updated (:meth:`ResultStore.put_records` says which labels changed); the model's
+results, which depend on the structure only, are kept, and every gamma is derived from the
+records at analysis time, so it follows the update.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -30,8 +41,9 @@ from pathlib import Path
 import pandas as pd
 
 from surfbench.evaluation.protocols import Outcome
+from surfbench.evaluation.store_file import StoreError, StoreNotWritable, open_store, translate
 from surfbench.models.base import Fingerprint
-from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.records import BulkRecord, Dataset, ReferenceSurfaceRecord, SurfaceRecord
 
 STORE_NAME = "surfbench.sqlite"
 SCHEMA_VERSION = 4
@@ -56,6 +68,18 @@ CREATE TABLE IF NOT EXISTS records (
     source TEXT,
     bulk_lattice TEXT,
     spacegroup INTEGER,
+    PRIMARY KEY (dataset, record_id)
+);
+CREATE TABLE IF NOT EXISTS reference_facets (
+    dataset TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    element TEXT NOT NULL,
+    crystal TEXT NOT NULL,
+    miller TEXT NOT NULL,
+    gamma_pbe_j_per_m2 REAL,
+    gamma_exp_j_per_m2 REAL,
+    reference TEXT,
+    content_hash TEXT NOT NULL,
     PRIMARY KEY (dataset, record_id)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -108,6 +132,42 @@ CREATE TABLE IF NOT EXISTS analyses (
 """
 
 
+#: the columns of ``records``, in order
+RECORD_COLUMNS = ("dataset", "record_id", "kind", "element", "split", "miller", "miller_source", "reconstructed",
+                  "n_atoms", "area_a2", "dft_energy_ev", "bulk_id", "dft_bulk_energy_per_atom_ev",
+                  "dft_gamma_j_per_m2", "content_hash", "source", "bulk_lattice", "spacegroup")
+#: record column -> its name in messages: a stored record that differs in any of them is updated
+RECORD_LABELS = {
+    "content_hash": "structure", "kind": "kind", "element": "element", "n_atoms": "number of atoms",
+    "dft_energy_ev": "dft energy", "bulk_id": "bulk id", "dft_bulk_energy_per_atom_ev": "bulk reference energy",
+    "miller": "miller index", "miller_source": "miller source", "reconstructed": "reconstructed",
+    "split": "split", "area_a2": "area", "dft_gamma_j_per_m2": "dft gamma",
+}
+
+
+def _same(old: object, new: object) -> bool:
+    """Stored and new value agree (NULL and NaN alike; reals to 1e-9 relative, so a store
+    written on another machine is not rewritten for a last-bit difference)."""
+    def missing(v: object) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    if missing(old) or missing(new):
+        return missing(old) and missing(new)
+    if isinstance(old, float) or isinstance(new, float):
+        try:
+            return math.isclose(float(old), float(new), rel_tol=1e-9, abs_tol=1e-12)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    return old == new
+
+
+def _run_filter(dataset: str | None, fingerprint: str | None, protocol: str | None) -> tuple[str, list[str]]:
+    """A ``WHERE`` clause on the results table ``r`` (empty when nothing is given) and its parameters."""
+    given = [(col, val) for col, val in (("r.dataset", dataset), ("r.fingerprint", fingerprint),
+                                          ("r.protocol", protocol)) if val is not None]
+    return (" WHERE " + " AND ".join(f"{col}=?" for col, _ in given) if given else ""), [val for _, val in given]
+
+
 class FingerprintChanged(ValueError):
     """A model name is stored with another fingerprint than the model now has."""
 
@@ -119,24 +179,55 @@ def _now() -> str:
 class ResultStore:
     """SQLite-backed store of records, models and results (one writer process)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """``read_only``: open for reading commands, writing nothing (see
+        :mod:`surfbench.evaluation.store_file`); a store of an older schema is upgraded once
+        first, which needs write access. A damaged, foreign or unwritable store raises
+        :class:`~surfbench.evaluation.store_file.StoreError` naming the file."""
         path = Path(path)
         if path.is_dir() or path.suffix != ".sqlite":
             path = path / STORE_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._con = sqlite3.connect(path, timeout=60)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
-        self._con.executescript(_SCHEMA)
-        self._migrate()
-        self._con.commit()
+        self.read_only = read_only
+        if read_only:
+            self._con = open_store(path, read_only=True)
+            version = self._schema_version()
+            if version < SCHEMA_VERSION:  # upgrade first (the columns the reads expect)
+                self._con.close()
+                try:
+                    ResultStore(path).close()
+                except StoreNotWritable as exc:
+                    raise StoreError(
+                        f"the result store {path} has an older schema ({version} < {SCHEMA_VERSION}) that must be "
+                        f"upgraded before it can be read, and it cannot be written here ({exc.detail}); copy it to a "
+                        "writable folder and read it there") from exc
+                self._con = open_store(path, read_only=True)
+            self._schema_version()
+            return
+        self._con = open_store(path, read_only=False)
+        try:
+            with translate(path, writing=True):
+                self._con.execute("PRAGMA journal_mode=WAL")
+                self._con.execute("PRAGMA synchronous=NORMAL")
+                self._con.executescript(_SCHEMA)
+                self._migrate()
+                self._con.commit()
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _schema_version(self) -> int:
+        """The store's schema version; :class:`StoreError` for one newer than this surfbench's."""
+        with translate(self.path):
+            version = self._con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer surfbench (schema {version} > {SCHEMA_VERSION}); "
+                             "upgrade surfbench to read it")
+        return version
 
     def _migrate(self) -> None:
         """Bring a store written by an older surfbench up to this schema (columns only added)."""
-        version = self._con.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} was written by a newer surfbench (schema {version} > {SCHEMA_VERSION})")
+        self._schema_version()
         columns = {row[1] for row in self._con.execute("PRAGMA table_info(results)")}
         if "threads" not in columns:  # schema 1 -> 2
             self._con.execute("ALTER TABLE results ADD COLUMN threads INTEGER")
@@ -156,31 +247,58 @@ class ResultStore:
         self.close()
 
     # ------------------------------------------------------------------ records/models
-    def put_records(self, dataset: Dataset) -> None:
-        """Store the records (once per structure hash: bulk symmetry analysis is not redone)."""
-        known = dict(self._con.execute(
-            "SELECT record_id, content_hash FROM records WHERE dataset=? "
-            "AND NOT (kind='bulk' AND bulk_lattice IS NULL)", (dataset.name,)).fetchall())
-        rows = [
-            self._record_row(dataset.name, r)
-            for r in [*dataset.bulks.values(), *dataset.surfaces]
-            if known.get(r.id) != r.content_hash
+    def put_records(self, dataset: Dataset) -> list[tuple[str, list[str]]]:
+        """Store the records: new ones, and stored ones whose structure or labels differ (see
+        :data:`RECORD_LABELS`). Returns (record id, names of the changed labels) of every
+        stored record that was updated. A bulk's symmetry analysis is redone only when its
+        structure changed."""
+        cur = self._con.execute("SELECT * FROM records WHERE dataset=?", (dataset.name,))
+        names = [d[0] for d in cur.description]
+        stored = {row["record_id"]: row for row in (dict(zip(names, values)) for values in cur.fetchall())}
+        rows, changes = [], []
+        for r in [*dataset.bulks.values(), *dataset.surfaces]:
+            if isinstance(r, ReferenceSurfaceRecord):  # no DFT energies: their own table
+                continue
+            old = stored.get(r.id)
+            keep_lattice = (old is not None and old["kind"] == "bulk" and old["content_hash"] == r.content_hash
+                            and old["bulk_lattice"] is not None)
+            row = self._record_row(dataset.name, r, (old["bulk_lattice"], old["spacegroup"]) if keep_lattice else None)
+            if old is None:
+                rows.append(row)
+                continue
+            new = dict(zip(RECORD_COLUMNS, row))
+            changed = [label for col, label in RECORD_LABELS.items() if not _same(old[col], new[col])]
+            if changed:
+                changes.append((r.id, changed))
+            if changed or (new["kind"] == "bulk" and old["bulk_lattice"] is None):
+                rows.append(row)
+        reference = [
+            (dataset.name, r.id, r.element, r.crystal, r.miller_str, r.gamma_pbe_j_per_m2, r.gamma_exp_j_per_m2,
+             r.reference, r.content_hash)
+            for r in dataset.surfaces if isinstance(r, ReferenceSurfaceRecord)
         ]
         with self._con:
             self._con.executemany(
                 "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
+            self._con.executemany("INSERT OR REPLACE INTO reference_facets VALUES (?,?,?,?,?,?,?,?,?)", reference)
+        return changes
 
     @staticmethod
-    def _record_row(dataset: str, r: BulkRecord | SurfaceRecord) -> tuple:
+    def _record_row(dataset: str, r: BulkRecord | SurfaceRecord, lattice: tuple | None = None) -> tuple:
+        """The ``records`` row of a record; ``lattice``: a bulk's (conventional lattice JSON,
+        space group) when already known (else the symmetry analysis is run)."""
         if isinstance(r, BulkRecord):
             from surfbench.data.geometry import conventional_cell
 
-            try:
-                lattice, spacegroup, _ = conventional_cell(r.atoms)
-                lattice_json = json.dumps(lattice.tolist())
-            except Exception:  # symmetry analysis failing must not stop a run; Wulff shapes need it
-                lattice_json, spacegroup = None, None
+            if lattice is not None:
+                lattice_json, spacegroup = lattice
+            else:
+                try:
+                    cell, spacegroup, _ = conventional_cell(r.atoms)
+                    lattice_json = json.dumps(cell.tolist())
+                except Exception:  # symmetry analysis failing must not stop a run; Wulff shapes need it
+                    lattice_json, spacegroup = None, None
             return (dataset, r.id, "bulk", r.element, r.split, None, None, None, r.n_atoms, None,
                     r.energy_ev, None, r.energy_per_atom_ev, None, r.content_hash, r.source,
                     lattice_json, spacegroup)
@@ -295,7 +413,13 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
     def frame(self, sql: str, params: Iterable = ()) -> pd.DataFrame:
-        return pd.read_sql_query(sql, self._con, params=tuple(params))
+        """A query's rows; an unreadable page or value gives :class:`DamagedStore`."""
+        try:
+            with translate(self.path):
+                return pd.read_sql_query(sql, self._con, params=tuple(params))
+        except pd.errors.DatabaseError as exc:  # pandas wraps the SQLite error
+            with translate(self.path):
+                raise (exc.__cause__ or sqlite3.DatabaseError(str(exc))) from exc
 
     def models(self) -> pd.DataFrame:
         return self.frame("SELECT fingerprint, name, first_seen, details FROM models ORDER BY first_seen")
@@ -304,11 +428,7 @@ class ResultStore:
         self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None
     ) -> pd.DataFrame:
         """Records joined with results (one row per result)."""
-        where, params = [], []
-        for col, val in (("r.dataset", dataset), ("r.fingerprint", fingerprint), ("r.protocol", protocol)):
-            if val is not None:
-                where.append(f"{col}=?")
-                params.append(val)
+        where, params = _run_filter(dataset, fingerprint, protocol)
         sql = (
             "SELECT r.dataset, r.record_id, r.fingerprint, m.name AS model, r.protocol, "
             "rec.kind, rec.element, rec.split, rec.miller, rec.miller_source, rec.reconstructed, "
@@ -318,9 +438,26 @@ class ResultStore:
             "FROM results r JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
             "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return self.frame(sql + " ORDER BY r.dataset, rec.kind, r.record_id", params)
+        return self.frame(sql + where + " ORDER BY r.dataset, rec.kind, r.record_id", params)
+
+    def reference_datasets(self) -> set[str]:
+        """Names of the reference-value data sets (e.g. mse21) whose records the store holds."""
+        return {row[0] for row in self._con.execute("SELECT DISTINCT dataset FROM reference_facets")}
+
+    def reference_results(
+        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None
+    ) -> pd.DataFrame:
+        """Results on reference-value records (one row per result) with the reference surface
+        energies (J/m^2) and the model name; ``extra`` as JSON text."""
+        where, params = _run_filter(dataset, fingerprint, protocol)
+        sql = (
+            "SELECT r.dataset, r.record_id, r.fingerprint, m.name AS model, r.protocol, f.element, f.crystal, "
+            "f.miller, f.gamma_pbe_j_per_m2, f.gamma_exp_j_per_m2, f.reference, r.status, r.failure_kind, "
+            "r.message, r.energy_ev, r.wall_s, r.device, r.threads, r.extra, r.created_at "
+            "FROM results r JOIN reference_facets f ON f.dataset=r.dataset AND f.record_id=r.record_id "
+            "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
+        )
+        return self.frame(sql + where + " ORDER BY r.dataset, r.record_id", params)
 
     def records(self, dataset: str | None = None) -> pd.DataFrame:
         """The stored records (DFT side), with the bulk's conventional lattice (JSON, Angstrom)
@@ -339,10 +476,14 @@ class ResultStore:
         )
 
     def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Write every result joined with its record to CSV or Parquet."""
+        """Write every result joined with its record to CSV or Parquet, with each slab's gamma
+        (model, DFT, error, status and failure kind) and the Miller index as text (see
+        :func:`surfbench.analysis.predictions.export_frame`)."""
+        from surfbench.analysis.predictions import export_frame
+
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".")).lower()
-        df = self.results()
+        df = export_frame(self.results())
         if fmt == "csv":
             df.to_csv(path, index=False)
         elif fmt == "parquet":

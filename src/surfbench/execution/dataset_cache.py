@@ -5,7 +5,9 @@ symmetry analysis: seconds, every run. The built :class:`~surfbench.records.Data
 pickled into ``<cache dir>/datasets/`` (``$SURFBENCH_CACHE_DIR``, see
 :mod:`surfbench.data.sources`), keyed by
 
-* the data set name and the input files it is built from (resolved path, size, mtime),
+* the data set name and the input files it is built from (resolved path and the sha256 of the
+  content: an edit that keeps the size and the modification time, e.g. a copy with
+  ``cp -p``, is still seen; about 15 MB for mlearn-surfaces, tens of milliseconds),
 * the surfbench version and the size/mtime of the modules that build data sets
   (``surfbench/data/*.py``, ``records.py``, ``units.py``), so a changed loader is not served
   a stale data set.
@@ -58,6 +60,7 @@ def _stat(path: Path) -> list:
 
 def cache_key(name: str, files: list[Path]) -> str:
     import surfbench
+    from surfbench.data.sources import sha256_of
     from surfbench.models.base import package_version
 
     root = Path(surfbench.__file__).parent
@@ -65,7 +68,7 @@ def cache_key(name: str, files: list[Path]) -> str:
     payload = {
         "name": name, "version": package_version("surfbench"),
         "code": [_stat(p)[1:] + [p.name] for p in code if p.is_file()],
-        "files": [_stat(Path(f)) for f in files],
+        "files": [[str(Path(f).resolve()), sha256_of(Path(f))] for f in files],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 

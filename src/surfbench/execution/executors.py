@@ -100,9 +100,13 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, client, *, threads: int | None = 1, timeout_s: float | None = None, cluster=None):
+    def __init__(self, client, *, threads: int | None = 1, timeout_s: float | None = None, cluster=None,
+                 warmup_allowance_s: float | None = None):
+        """``warmup_allowance_s``: beyond ``timeout_s`` for a fresh guard child's first structure
+        (default :data:`surfbench.execution.guarded.WARMUP_ALLOWANCE_S`)."""
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout must be positive, got {timeout_s!r} s")
+        self.warmup_allowance_s = warmup_allowance_s
         self.client = client
         self.cluster = cluster  # closed with the executor when this executor made it
         self.threads = threads
@@ -120,7 +124,8 @@ class DaskExecutor(Executor):
         futures = {}
         for i, (record, bulk) in enumerate(items):
             fut = self.client.submit(evaluate_task, key, shipped, protocol, record, bulk, self.threads,
-                                     self.timeout_s, pure=False, key=f"surfbench-{i}-{record.id}-{os.urandom(4).hex()}")
+                                     self.timeout_s, warmup_allowance_s=self.warmup_allowance_s,
+                                     pure=False, key=f"surfbench-{i}-{record.id}-{os.urandom(4).hex()}")
             futures[fut] = record
         try:
             for fut in as_completed(futures):

@@ -1,7 +1,9 @@
 """The child process of :class:`surfbench.execution.guarded.GuardedEvaluator`:
 ``python -m surfbench.execution.guard_child READ_FD WRITE_FD PARENT_PID``. It loads the model
-once (``init``), then answers one ``eval`` (protocol, record, bulk result) at a time with the
-protocol's :class:`~surfbench.evaluation.protocols.Outcome`, over pickling pipes."""
+once (``init``), then answers one ``eval`` (protocol, record, bulk result, reset) at a time with
+the protocol's :class:`~surfbench.evaluation.protocols.Outcome`, over pickling pipes; ``reset``
+clears the calculator's cached results first, so that a structure evaluated again is computed
+(and timed) again."""
 
 from __future__ import annotations
 
@@ -21,6 +23,15 @@ def _die_with_parent(parent_pid: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _forget(calculator) -> None:
+    """Clear cached results (an ASE calculator returns them for the same atoms without
+    computing), through wrappers (``inner``)."""
+    while calculator is not None:
+        if hasattr(calculator, "reset"):
+            calculator.reset()
+        calculator = getattr(calculator, "inner", None)
 
 
 def main(argv: list[str]) -> None:
@@ -45,7 +56,9 @@ def main(argv: list[str]) -> None:
             except Exception as exc:  # reported to the parent as a model load error
                 outbox.send(("error", f"{type(exc).__name__}: {exc}"))
         elif msg[0] == "eval":
-            _, protocol, record, bulk_result = msg
+            _, protocol, record, bulk_result, reset = msg
+            if reset:
+                _forget(calculator)
             try:
                 outcome = protocol.calc_record(record, calculator, bulk_result)
             except Exception as exc:  # protocols should not raise; record it rather than crash

@@ -57,14 +57,15 @@ def _threads_once(threads: int | None) -> int | None:
 
 def evaluate_task(
     key: str, model: LoadedModel, protocol: Protocol, record, bulk_result: dict | None,
-    threads: int | None = None, timeout_s: float | None = None,
+    threads: int | None = None, timeout_s: float | None = None, *, warmup_allowance_s: float | None = None,
 ) -> tuple[Outcome, dict[str, Any]]:
     """Evaluate one record in this process (or in its guard child when ``timeout_s`` is set);
     the outcome and facts about the worker (threads, parameters, pid)."""
     if timeout_s:
         guard = _GUARDS.get(key)
         if guard is None:
-            guard = _GUARDS[key] = GuardedEvaluator(model, threads)
+            allowance = {} if warmup_allowance_s is None else {"warmup_allowance_s": warmup_allowance_s}
+            guard = _GUARDS[key] = GuardedEvaluator(model, threads, **allowance)
         outcome = guard.evaluate(protocol, record, bulk_result, timeout_s)
         return outcome, dict(guard.info)
     n_threads = _threads_once(threads)

@@ -43,6 +43,8 @@ class ModelSpec:
     citation: str = ""
     elements: tuple[str, ...] | None = None
     python: str | None = None  # interpreter of an isolated environment (path or env:NAME)
+    #: the evaluated records the model saw in training (schema.json, ``trained_on``), or None
+    trained_on: dict[str, Any] | None = None
     note: str = ""
 
     @property

@@ -147,6 +147,9 @@ class IsolatedBackend(ModelBackend):
             except ImportError:
                 threads = None
             inner = {**asdict(self.spec), "python": None}
+            # bookkeeping the worker never needs; left out so that an environment made by an older
+            # surfbench (whose ModelSpec lacks the field) still starts
+            inner.pop("trained_on", None)
             inner["elements"] = list(inner["elements"]) if inner["elements"] else None
             self._client = WorkerClient(
                 resolve_python(self.spec.python or ""),

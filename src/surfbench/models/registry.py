@@ -173,8 +173,12 @@ def load_model(
     ``dtype`` picks the precision where the backend supports several; ``weights`` is a local
     file or folder overriding the registry's weights source. An entry whose weights are
     ``{source: local, path: P}`` (a model trained by ``surfbench train``) uses P unless
-    ``weights`` is given.
+    ``weights`` is given. ``device``: cpu, cuda, cuda:N or mps, checked here
+    (:class:`~surfbench.models.device.DeviceError`).
     """
+    from surfbench.models.device import check_device
+
+    check_device(device)  # before anything is built: an unknown device or a missing GPU is a clear error
     spec = resolve_model(name, kwargs)
     w = spec.weights or {}
     if weights is None and w.get("source") == "local" and w.get("path"):

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from surfbench.analysis.metrics import failure_counts, metrics
+from surfbench.analysis import seen
+from surfbench.analysis.metrics import error_stats, failure_counts, metrics
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
 
 
@@ -56,6 +57,9 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
         t.add_row(el, _cov(g), _f(b["mse"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]), _f(g["mse"]))
     console.print(t)
 
+    if seen.models_with_seen(slabs):
+        render_seen(console, slabs, title)
+
     per_hkl = metrics(bulks, slabs, by="miller")
     t = Table(title=f"{title}: gamma per Miller index", title_justify="left")
     for col in ("Miller index", "ok/total", "MAE J/m^2", "RMSE J/m^2", "MSE J/m^2"):
@@ -74,6 +78,30 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
                   f"gamma for {int((slabs['gamma_status'] == 'ok').sum())}/{len(slabs)} slabs")
     for _, row in fails.iterrows():
         console.print(f"  failed ({row['quantity']}): {row['failure_kind']} x {row['count']}")
+
+
+def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
+    """gamma errors of one run on the slabs its model never saw, apart from those it was
+    trained on (analysis/seen.py), per element, with the counts."""
+    t = Table(title=f"{escape(title)}: gamma on slabs unseen in training vs seen in training (J/m^2)",
+              title_justify="left")
+    for col in ("element", "unseen ok/total", "unseen RMSE", "unseen MSE", "seen ok/total", "seen RMSE", "seen MSE"):
+        t.add_column(col, justify="left" if col == "element" else "right")
+
+    def stats(df: pd.DataFrame, which: str) -> dict:
+        return error_stats(df.loc[df[seen.COLUMN] == which, "error_gamma_j_per_m2"])
+
+    groups = [(el, g) for el, g in slabs.groupby("element", sort=True)] + [("all", slabs)]
+    for el, g in groups:
+        u, s = stats(g, seen.UNSEEN), stats(g, seen.SEEN)
+        t.add_row(el, _cov(u), _f(u["rmse"]), _f(u["mse"]), _cov(s), _f(s["rmse"]), _f(s["mse"]),
+                  style="bold" if el == "all" else None)
+    console.print(t)
+    n_seen = int((slabs[seen.COLUMN] == seen.SEEN).sum())
+    what = slabs[seen.DESCRIPTION].iloc[0] if seen.DESCRIPTION in slabs and len(slabs) else "its training data"
+    console.print(f"This model was trained on {escape(str(what))}: {n_seen} of these {len(slabs)} slabs were in its "
+                  "training data. The 'unseen' columns measure it on surfaces it never saw; the 'seen' columns only "
+                  "show how closely it was fitted to its own training slabs.")
 
 
 def render_comparison(console: Console, results: pd.DataFrame, title: str) -> None:
@@ -98,7 +126,29 @@ def render_comparison(console: Console, results: pd.DataFrame, title: str) -> No
     t.add_row("gamma all (J/m^2)", *[cell(overall, fp, "gamma") for fp in runs["fingerprint"]], style="bold")
     t.add_row("slab energy (eV/atom)", *[cell(overall, fp, "slab_e_per_atom") for fp in runs["fingerprint"]])
     t.add_row("bulk energy (eV/atom)", *[cell(overall, fp, "bulk_e_per_atom") for fp in runs["fingerprint"]])
+    trained = seen.models_with_seen(slabs)
+    if trained:
+        common = seen.unseen_by_all(slabs)
+        c_overall = metrics(bulks, common)
+        c_el = metrics(bulks, common, by="element")
+        for el in sorted(set(c_el["element"].dropna())):
+            t.add_row(f"gamma {el}, slabs no model saw (J/m^2)",
+                      *[cell(c_el, fp, "gamma", element=el) for fp in runs["fingerprint"]])
+        t.add_row("gamma all, slabs no model saw (J/m^2)",
+                  *[cell(c_overall, fp, "gamma") for fp in runs["fingerprint"]], style="bold")
+        own = slabs[slabs[seen.COLUMN] == seen.SEEN]
+        o_overall = metrics(bulks, own) if not own.empty else pd.DataFrame(columns=["fingerprint", "quantity"])
+        t.add_row("gamma, slabs seen in its training (J/m^2)",
+                  *[cell(o_overall, fp, "gamma") for fp in runs["fingerprint"]])
     console.print(t)
+    if trained:
+        n_common = common["record_id"].nunique()
+        console.print(
+            f"{escape(', '.join(trained))} saw some of these slabs in training "
+            f"({escape('; '.join(sorted(set(slabs.loc[slabs['model'].isin(trained), seen.DESCRIPTION]))))}). "
+            "The rows 'all' mix slabs they were fitted to with new ones; the rows 'slabs no model saw' compare every "
+            f"model on the same {n_common} slabs that none of them was trained on, the fair comparison of how they "
+            "do on surfaces they never saw.")
 
 
 def render_relaxation_split(console: Console, split: pd.DataFrame) -> None:

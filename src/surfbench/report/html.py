@@ -45,11 +45,13 @@ SECTIONS = {
     "correlation": "Correlation of the errors between models (Fig. S2)",
     "relaxation": "Relaxed surfaces: static and relaxation parts of the error",
     "softening": "Systematic softening and a cheap correction",
+    "reference": "Reference surface energies, model-built structures (mSE21)",
     "domain": "Descriptor map and distance from the reference data",
     "facets": "Facet ordering (Fig. 7)",
     "wulff": "Wulff shapes",
     "md": "Molecular-dynamics stability",
     "training": "Fine-tuned vs from scratch (learning curves, Figs. S6/S7)",
+    "seen": "Seen and unseen slabs (models trained on some of them)",
     "models": "Models: fingerprints and versions",
     "files": "Machine-readable files",
 }
@@ -85,8 +87,15 @@ def select_runs(store, dataset: str | None, models: list[str] | str | None, prot
     """The stored runs of one data set and protocol, optionally only some models (names or
     fingerprints). ``dataset=None`` is allowed when the store holds a single data set."""
     runs = store.runs()
+    reference = store.reference_datasets()  # no DFT records: shown in the 'reference' section of any report
+    if dataset in reference:
+        raise ReportError(f"{dataset!r} holds reference values only (no DFT records): its results are in the section "
+                          f"'{SECTIONS['reference']}' of the report of a DFT data set with the same models "
+                          "(e.g. --dataset mlearn-surfaces), or printed by 'surfbench table --dataset "
+                          f"{dataset}'")
+    runs = runs[~runs["dataset"].isin(reference)]
     if runs.empty:
-        raise ReportError(f"the store {store.path} holds no results; run 'surfbench run' first")
+        raise ReportError(f"the store {store.path} holds no results on a DFT data set; run 'surfbench run' first")
     if dataset is None:
         names = sorted(runs["dataset"].unique())
         if len(names) > 1:
@@ -300,6 +309,9 @@ def build_report(
     labels = _labels(runs)
     results = pd.concat([store.results(dataset, fp, protocol) for fp in runs["fingerprint"]], ignore_index=True)
     results["model"] = results["fingerprint"].map(labels)
+    from surfbench.analysis.seen import mark_from_store
+
+    results = mark_from_store(store, results)
     records = store.records(dataset)
     bulks, slabs = bulk_predictions(results), slab_predictions(results)
     order = rf.model_order(slabs) if not slabs.empty else sorted(labels.values())
@@ -384,6 +396,12 @@ def build_report(
     from surfbench.report.training_figures import training_section
 
     physics["training"] = training_section(store, dataset, _table)
+    from surfbench.report.seen_section import seen_section
+
+    physics["seen"] = seen_section(slabs, _table, n_boot=n_boot, seed=seed, ci=ci)
+    from surfbench.report.reference_section import reference_section
+
+    physics["reference"] = reference_section(store, runs, labels, order, colours, _table, n_boot=n_boot, seed=seed, ci=ci)
     for sid, sec in physics.items():
         for name, fig, caption in sec.figures:
             figs.add(name, sid, fig, caption)
@@ -554,6 +572,8 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
            if len(pair_rows) else "")
     ))
 
+    section("seen", (extra_html or {}).get("seen", "") + figs_of("seen"))
+
     # coverage
     cov = pd.DataFrame({
         "model": coverage["model"],
@@ -578,7 +598,7 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
     section("miller", figs_of("miller"))
     section("correlation", figs_of("correlation") or "<p>Needs at least two models with surface energies on "
                                                       "at least two common slabs.</p>")
-    for sid in ("relaxation", "softening"):
+    for sid in ("relaxation", "softening", "reference"):
         section(sid, (extra_html or {}).get(sid, "") + figs_of(sid))
     section("domain", domain_html + figs_of("domain"))
 

@@ -81,9 +81,10 @@ def map_command(
             _fail(f"--elements: {', '.join(sorted(missing))} not in {ds.name} (elements: {', '.join(ds.elements)})")
         ds = ds.select(elements=wanted)
     cache = DescriptorCache(map_folder(workdir / STORE_NAME))
+    cache.folder.mkdir(parents=True, exist_ok=True)  # a read-only project folder is an error before any computing
     stem = output.with_suffix("")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with ResultStore(workdir) as store:
+    with ResultStore(workdir, read_only=True) as store:
         import pandas as pd
 
         try:

@@ -33,6 +33,11 @@ def train(
     from surfbench.training.pipeline import train_curve
     from surfbench.training.presets import parse_overrides
 
+    from surfbench.execution.run_command import check_threads
+    from surfbench.models.device import check_device
+
+    check_threads(threads, _fail)
+    check_device(device)  # before any frame is loaded or model trained
     try:
         overrides = parse_overrides(set_)
         result = train_curve(

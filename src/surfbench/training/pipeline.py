@@ -43,7 +43,7 @@ from surfbench.data.frames import Frame
 from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, structure_hash
 from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, TrainingError, TrainJob, get_trainer
-from surfbench.training.splits import MLEARN, TrainingSplit, frame_key
+from surfbench.training.splits import MLEARN, SlabIndex, TrainingSplit, frame_key
 
 Echo = Callable[[str], None]
 
@@ -314,8 +314,24 @@ def _config_hash(job: TrainJob, data: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _entry_with_provenance(trained: TrainedModel, job: TrainJob, split: TrainingSplit, data: str) -> dict[str, Any]:
+def trained_on_entry(job: TrainJob, dataset: Dataset, data: str) -> dict[str, Any]:
+    """The registry entry's ``trained_on`` (analysis/seen.py): the evaluated slabs of ``dataset``
+    whose structure is among the training or validation frames (none unless surfaces were
+    included), so that their metrics are reported apart from the unseen slabs'."""
+    index = SlabIndex(dataset.surfaces)
+    records = sorted({s.id for f in [*job.train, *job.valid] if (s := index.match(f.atoms)) is not None})
+    return {
+        "description": f"{data} {'-'.join(job.elements)}: {len(job.train)} training + {len(job.valid)} validation "
+                       f"frames, {len(records)} of them slabs of {dataset.name}",
+        "dataset": dataset.name,
+        "records": records,
+    }
+
+
+def _entry_with_provenance(trained: TrainedModel, job: TrainJob, split: TrainingSplit, data: str,
+                           dataset: Dataset) -> dict[str, Any]:
     entry = dict(trained.registry_entry)
+    entry["trained_on"] = trained_on_entry(job, dataset, data)
     entry["name"] = job.name
     if trained.n_parameters:
         entry.setdefault("parameters", int(trained.n_parameters))
@@ -361,7 +377,7 @@ def train_one(
         echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on {len(job.train)} "
              f"frames, {len(job.valid)} validation frames, preset {settings.get('preset')}")
         trained = get_trainer(method).train(job)
-        write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data))
+        write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data, dataset))
         wall, cpu, rss, params = trained.wall_s, trained.cpu_s, trained.peak_rss_mb, trained.n_parameters
         settings_used, history = job.settings, trained.history
         weights = os.path.relpath(Path(trained.weights_path).resolve(), store_dir.resolve())

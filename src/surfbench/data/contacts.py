@@ -1,0 +1,117 @@
+"""Interatomic distances that no real structure has: overlapping and unusually close atoms.
+
+Two thresholds, both on the minimum-image distance between two atoms (periodic images
+included, so an atom closer than the limit to its own image counts too):
+
+* **error** (:data:`MIN_DISTANCE_A` = 0.5 Angstrom): no two atoms of a solid are this close
+  (the shortest bond there is, H-H in H2, is 0.74 Angstrom). Such a record is an impossible
+  structure: the loaders refuse it, ``surfbench data validate`` lists it as a problem and the
+  evaluation protocols record it as the failure kind ``overlapping_atoms`` without calling the
+  model (a potential still returns a finite energy there, which would enter the statistics as
+  an "ok" gamma error of hundreds of J/m^2);
+* **warning** (:data:`SHORT_FRACTION` = 0.7 of the sum of the two covalent radii of
+  :data:`ase.data.covalent_radii`, e.g. 1.85 Angstrom for Cu-Cu, whose bond is 2.55 Angstrom):
+  unusually short, most likely a badly placed atom. The record is kept, with a note.
+
+The pairs come from ASE's neighbour list (:func:`ase.neighborlist.neighbor_list`), cutoffs per
+atom, so the check is linear in the number of atoms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+from ase.geometry import minkowski_reduce
+from ase.neighborlist import neighbor_list
+
+MIN_DISTANCE_A = 0.5
+SHORT_FRACTION = 0.7
+
+
+@dataclass(frozen=True)
+class Contact:
+    """The closest pair of atoms ``i`` and ``j`` (0-based) of a structure that is too close."""
+
+    i: int
+    j: int
+    distance_a: float
+    limit_a: float
+    severity: str  # "error" (below MIN_DISTANCE_A) or "warning" (below SHORT_FRACTION x covalent sum)
+    n_pairs: int  # pairs below the same limit
+
+    @property
+    def message(self) -> str:
+        what = "overlap" if self.severity == "error" else "are unusually close"
+        pair = f"atoms {self.i} and {self.j}" if self.i != self.j else f"atom {self.i} and its periodic image"
+        more = f" ({self.n_pairs} such pairs)" if self.n_pairs > 1 else ""
+        if self.severity == "error":
+            rule = f"< {MIN_DISTANCE_A} Angstrom: an impossible structure"
+        else:
+            rule = f"< {self.limit_a:.2f} Angstrom, {SHORT_FRACTION} x the sum of their covalent radii"
+        return f"{pair} {what}: {self.distance_a:.3f} Angstrom apart ({rule}){more}"
+
+
+def close_contact(atoms: Atoms) -> Contact | None:
+    """The worst too-close pair of ``atoms`` (an error before a warning), or None."""
+    n = len(atoms)
+    if n == 0 or not np.all(np.isfinite(atoms.positions)) or not np.all(np.isfinite(atoms.cell.array)):
+        return None
+    radii = covalent_radii[atoms.numbers]
+    cutoffs = np.maximum(SHORT_FRACTION * radii, MIN_DISTANCE_A / 2)
+    work = atoms.copy()
+    work.calc = None
+    try:
+        # the same lattice in its Minkowski-reduced basis (every distance unchanged): a skewed
+        # cell would make the neighbour list search millions of images
+        reduced, _ = minkowski_reduce(work.cell.array, work.pbc)
+        lengths = np.linalg.norm(reduced, axis=1)[work.pbc]
+        if lengths.size and lengths.min() < MIN_DISTANCE_A:  # every atom overlaps its own image
+            return Contact(0, 0, float(lengths.min()), MIN_DISTANCE_A, "error", n)
+        work.set_cell(reduced, scale_atoms=False)
+        work.wrap()
+        i, j, d, shift = neighbor_list("ijdS", work, cutoffs.tolist(), self_interaction=False)
+    except Exception:  # a degenerate cell: the geometry checks report it
+        return None
+    # each pair is listed twice, (i, j, S) and (j, i, -S): keep i < j, and for an atom and its
+    # own image the shift whose first non-zero component is positive
+    first = np.array([next((int(v) for v in row if v), 0) for row in shift]) if len(shift) else np.zeros(0)
+    keep = (i < j) | ((i == j) & (first > 0))
+    i, j, d = i[keep], j[keep], d[keep]
+    if d.size == 0:
+        return None
+    short_limit = SHORT_FRACTION * (radii[i] + radii[j])
+    for severity, mask in (("error", d < MIN_DISTANCE_A), ("warning", d < short_limit)):
+        if mask.any():
+            k = np.flatnonzero(mask)[np.argmin(d[mask])]
+            limit = MIN_DISTANCE_A if severity == "error" else float(short_limit[k])
+            return Contact(int(i[k]), int(j[k]), float(d[k]), limit, severity, int(mask.sum()))
+    return None
+
+
+def screen(dataset, path: object | None = None):
+    """Check every record of a :class:`~surfbench.records.Dataset` (bulks and slabs): a
+    record with overlapping atoms is a :class:`~surfbench.data.errors.DataError` naming the
+    records (and ``path``, the data set's file or name); unusually close atoms become notes of
+    the data set. Returns the data set."""
+    from surfbench.data.errors import DataError
+
+    bad = []
+    for record in [*dataset.bulks.values(), *dataset.surfaces]:
+        if getattr(record, "atoms", None) is None:  # a reference-value record without a structure
+            continue
+        contact = close_contact(record.atoms)
+        if contact is None:
+            continue
+        line = f"record {record.id}: {contact.message}"
+        if contact.severity == "error":
+            bad.append(line)
+        elif line not in dataset.notes:
+            dataset.notes.append(line)
+    if bad:
+        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        raise DataError(f"{len(bad)} impossible structure(s): {'; '.join(bad[:20])}{more}",
+                        path=path if path is not None else dataset.name)
+    return dataset

@@ -1,0 +1,59 @@
+"""Report section: the metrics of models trained on some of the evaluated slabs (specialised
+potentials such as SNAP, models made by ``surfbench train``) on the slabs they never saw,
+apart from those they were fitted to, and every model compared on the slabs none of them saw."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from surfbench.analysis import seen
+from surfbench.report.physics_sections import Section
+
+
+def _ci(v: float, lo: float, hi: float) -> str:
+    if not np.isfinite(v):
+        return "–"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{v:.3f}"
+
+
+def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n_boot: int = 2000, seed: int = 0,
+                 ci: float = 0.95) -> Section:
+    pct = f"{100 * ci:.0f}%"
+    trained = seen.models_with_seen(slabs)
+    if not trained:
+        return Section(body="<p>No model in this report was trained on any of these slabs, as far as their registry "
+                            "entries say (<code>trained_on</code>): every metric above is on surfaces new to the "
+                            "model.</p>")
+    summary = seen.seen_summary(slabs, n_boot=n_boot, seed=seed, ci=ci)
+    common = seen.common_unseen_summary(slabs, n_boot=n_boot, seed=seed, ci=ci)
+    n_common = int(seen.unseen_by_all(slabs)["record_id"].nunique())
+    show = pd.DataFrame({
+        "model": summary["model"],
+        "trained on": summary["trained_on"],
+        "unseen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["unseen_n"], summary["n_unseen"])],
+        f"γ RMSE unseen, J/m² ({pct} CI)": [_ci(*r) for r in summary[["unseen_rmse", "unseen_rmse_lo", "unseen_rmse_hi"]].to_numpy()],
+        f"γ MSE unseen, J/m² ({pct} CI)": [_ci(*r) for r in summary[["unseen_mse", "unseen_mse_lo", "unseen_mse_hi"]].to_numpy()],
+        "seen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["seen_n"], summary["n_seen"])],
+        "γ RMSE seen, J/m²": [_ci(v, np.nan, np.nan) for v in summary["seen_rmse"]],
+    })
+    wide = common.assign(cell=[_ci(*r) for r in common[["gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi"]].to_numpy()])
+    wide = wide.pivot(index="element", columns="model", values="cell")
+    wide = wide.reindex([e for e in wide.index if e != "all"] + ["all"]).reset_index()
+    body = (
+        f"<p>{html.escape(', '.join(trained))} saw some of these slabs in training (their registry entries' "
+        "<code>trained_on</code>). Their error on a slab they were fitted to says how well they were fitted, not how "
+        "they do on a new surface; the table gives the two apart, the unseen slabs with percentile-bootstrap "
+        f"{pct} intervals ({n_boot} resamples, seed {seed}).</p>"
+        + table(show)
+        + f"<h3>Every model on the {n_common} slabs that none of them saw in training</h3>"
+        "<p>RMSE of γ (J/m²) per element with its interval: the fair comparison of universal and specialised "
+        "models on surfaces new to all of them. With one or two slabs per element an interval is wide or absent; "
+        "the row <i>all</i> is the one to read.</p>"
+        + table(wide)
+    )
+    return Section(body=body, tables={"seen-unseen": summary, "unseen-by-all": common},
+                   payload={"models_with_seen_slabs": trained, "n_unseen_by_all": n_common})
