@@ -2,7 +2,7 @@
 for a few elements, (b) each model on the 21 facets through the store, against PBE and
 experiment with bootstrap intervals, per crystal structure, with the PBE-vs-experiment floor,
 wall time and failures; with ``--mlearn-static`` also each model's static gamma RMSE on
-mlearn-surfaces, for the README table (static mlearn RMSE beside the mSE21 RMSE).
+mlearn-surfaces, for the table of docs/results/mse21.md (static mlearn RMSE beside the mSE21 RMSE).
 
     SURFBENCH_DATA_DIR=../shared/data python benchmarks/mse21.py --models emt
     SURFBENCH_DATA_DIR=../shared/data SURFBENCH_MODEL_DIR=../shared/models \

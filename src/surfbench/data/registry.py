@@ -109,3 +109,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
             f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of a data file"
         ) from None
     return screen(info.loader(data_dir=data_dir, download=download))
+
+
+def stored_name(name: str | os.PathLike | None) -> str | None:
+    """The name a data set given by name or path has in a result store: a user's data file
+    is stored under its resolved path (:func:`surfbench.data.userdata.dataset_name`); a named
+    data set, an mp-surfaces manifest or anything else keeps the name given."""
+    from surfbench.data.userdata import dataset_name
+
+    if name is None:
+        return None
+    name = os.fspath(name)
+    if name in DATASETS or name.endswith(".manifest.json") or not Path(name).is_file():
+        return name
+    return dataset_name(name)

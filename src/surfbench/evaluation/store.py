@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from surfbench.data.subset import Subset
 from surfbench.evaluation.protocols import Outcome
 from surfbench.evaluation.store_file import StoreError, StoreNotWritable, open_store, translate
 from surfbench.models.base import Fingerprint
@@ -475,15 +476,16 @@ class ResultStore:
             "GROUP BY r.dataset, r.fingerprint, r.protocol ORDER BY last"
         )
 
-    def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Write every result joined with its record to CSV or Parquet, with each slab's gamma
-        (model, DFT, error, status and failure kind) and the Miller index as text (see
-        :func:`surfbench.analysis.predictions.export_frame`)."""
+    def export(self, path: str | Path, fmt: str | None = None, *, subset: Subset | None = None) -> Path:
+        """Write every result (``subset``: of those slabs and their bulks) joined with its record
+        to CSV or Parquet, with each slab's gamma (model, DFT, error, status and failure kind) and
+        the Miller index as text (see :func:`surfbench.analysis.predictions.export_frame`)."""
         from surfbench.analysis.predictions import export_frame
 
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".")).lower()
-        df = export_frame(self.results())
+        results = self.results()
+        df = export_frame(results if subset is None else subset.frame(results))
         if fmt == "csv":
             df.to_csv(path, index=False)
         elif fmt == "parquet":

@@ -214,4 +214,4 @@ def jobqueue_cluster(kind: str, **overrides):
         return cls(**overrides)
     except ValueError as exc:  # e.g. cores/memory missing from the config
         raise ValueError(f"--scheduler {kind}: {exc}. Set jobqueue.{kind}.cores and .memory in Dask's config "
-                         "(e.g. ~/.config/dask/jobqueue.yaml); see the README, 'Running on a cluster'") from exc
+                         "(e.g. ~/.config/dask/jobqueue.yaml); see docs/commands/run.md, 'Parallel runs, timeouts and faults'") from exc

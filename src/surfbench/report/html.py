@@ -31,6 +31,7 @@ import plotly.io as pio
 from surfbench import __version__
 from surfbench.analysis.metrics import failure_counts, metrics
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
+from surfbench.data.subset import Subset
 from surfbench.report import run_figures as rf
 
 #: section id -> heading, in page order (tests check that every one is present)
@@ -291,14 +292,39 @@ def _figure_html(name: str, fig: go.Figure, caption: str) -> str:
 
 
 # ---------------------------------------------------------------------------- the report
+class _SubsetView:
+    """The store as the report's sections read it: stored results, records and reference
+    results restricted to a :class:`Subset` (the rest as stored)."""
+
+    def __init__(self, store, subset: Subset):
+        self._store, self._subset = store, subset
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def results(self, *args, **kwargs) -> pd.DataFrame:
+        return self._subset.frame(self._store.results(*args, **kwargs))
+
+    def records(self, *args, **kwargs) -> pd.DataFrame:
+        return self._subset.frame(self._store.records(*args, **kwargs))
+
+    def reference_results(self, *args, **kwargs) -> pd.DataFrame:
+        return self._subset.frame(self._store.reference_results(*args, **kwargs))
+
+
 def build_report(
     store, dataset: str | None, models: list[str] | str | None = None, protocol: str = "static",
     output: str | Path = Path("report.html"), *, png: bool = True, n_boot: int = 2000, seed: int = 0,
-    ci: float = 0.95, title: str | None = None,
+    ci: float = 0.95, title: str | None = None, subset: Subset | None = None, require_png: bool = False,
 ) -> Path:
     """Write the HTML report of the stored runs of ``models`` (None or "all": every model) on
     ``dataset`` with ``protocol``, with its JSON, CSV and figure files beside it; return the
-    HTML path. Raises :class:`ReportError` when no run matches."""
+    HTML path. Raises :class:`ReportError` when no run matches.
+
+    ``subset``: only these slabs (by element/Miller index) and their bulks in every table and
+    figure built from stored results and records (MD runs and softening analyses as stored). ``png``: also write each figure as PNG when a browser is there
+    (otherwise one warning); ``require_png``: a PNG that cannot be written raises
+    :class:`~surfbench.report.figures.FigureExportError`."""
     output = Path(output)
     if output.suffix.lower() not in (".html", ".htm"):
         output = output.with_suffix(".html")
@@ -307,7 +333,11 @@ def build_report(
     runs = select_runs(store, dataset, models, protocol)
     dataset = str(runs["dataset"].iloc[0])
     labels = _labels(runs)
+    if subset is not None and not subset.everything:
+        store = _SubsetView(store, subset)
     results = pd.concat([store.results(dataset, fp, protocol) for fp in runs["fingerprint"]], ignore_index=True)
+    if results.empty and isinstance(store, _SubsetView):
+        raise ReportError(f"no stored result of the selected runs on {dataset} matches {subset.describe()}")
     results["model"] = results["fingerprint"].map(labels)
     from surfbench.analysis.seen import mark_from_store
 
@@ -409,7 +439,7 @@ def build_report(
     # ---- files: figures, JSON, CSV
     fig_dir = Path(f"{stem}-figures")
     warnings: list[str] = list(domain.warnings)
-    _write_figures(figs, fig_dir, png, warnings)
+    _write_figures(figs, fig_dir, png, warnings, require_png)
     tables = {
         "metrics-overall": overall, "metrics-per-element": per_element, "metrics-per-miller": per_miller,
         "comparison": comparison, "comparison-pairs": pairs, "coverage": coverage, "failures": fails,
@@ -466,11 +496,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "model"
 
 
-def _write_figures(figs: _Figures, fig_dir: Path, png: bool, warnings: list[str]) -> None:
-    """Every figure as HTML + PNG through save_figure; one kaleido browser is kept for all the
-    PNGs (a fresh one per figure costs ~2 s each); a PNG that fails is retried once, then
-    reported as a warning in the report (the HTML files are written anyway)."""
-    from surfbench.report.figures import FigureExportError, save_figure
+def _write_figures(figs: _Figures, fig_dir: Path, png: bool, warnings: list[str], require_png: bool = False) -> None:
+    """Every figure as HTML + PNG through save_figures; one kaleido browser is kept for all the
+    PNGs (a fresh one per figure costs ~2 s each); a PNG that fails is retried once, then PNG
+    export is taken to be unavailable: the figures are written as HTML only with one warning in
+    the report (``require_png``: the :class:`FigureExportError` is raised)."""
+    from surfbench.report.figures import save_figures
 
     server = None
     if png:
@@ -485,16 +516,12 @@ def _write_figures(figs: _Figures, fig_dir: Path, png: bool, warnings: list[str]
     import warnings as _warnings
 
     try:
-        for name, (_, fig, _) in figs.items.items():
-            for attempt in (1, 2):
-                try:
-                    with _warnings.catch_warnings():
-                        _warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-                        save_figure(fig, fig_dir / name, png=png, include_plotlyjs="directory")
-                    break
-                except FigureExportError as exc:
-                    if attempt == 2:
-                        warnings.append(f"PNG of {name} not written: {exc}")
+        with _warnings.catch_warnings():
+            _warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+            _, warning = save_figures({fig_dir / name: fig for name, (_, fig, _) in figs.items.items()}, png=png,
+                                      require_png=require_png, include_plotlyjs="directory")
+        if warning:
+            warnings.append(warning)
     finally:
         if server is not None:
             try:

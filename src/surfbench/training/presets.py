@@ -19,10 +19,10 @@ patience            early stopping: epochs without a lower validation loss befor
 batch_size          training frames per optimiser step
 lr                  learning rate of the optimiser (Adam / AMSGrad as the package does)
 energy_weight       weight of the energy term; the term is the mean squared error of the
-                    energy *per atom* ((eV/atom)^2) unless the method's row in the README
+                    energy *per atom* ((eV/atom)^2) unless the method's row in the docs
                     table says otherwise
 force_weight        weight of the force term, mean squared error per component ((eV/A)^2)
-stress_weight       weight of the stress term (units per method, README table); stress is
+stress_weight       weight of the stress term (units per method, docs table); stress is
                     used only when every training and validation frame has one (the Ni and Cu
                     training frames of the mlearn extxyz have none): ``use_stress`` then
                     becomes False and the run says so
@@ -38,7 +38,7 @@ dtype               training precision (float32 / float64)
 Method-specific keys are documented in each driver module. A driver module may define its own
 presets (``DEFAULT_SETTINGS``, same form as :data:`METHOD_SETTINGS` for one method); where it
 does, they replace this module's for that method and preset. The numbers and their sources are
-the README table "Training presets" (:func:`preset_table` prints it).
+the presets table of docs/commands/train.md (:func:`preset_table` prints it).
 """
 
 from __future__ import annotations

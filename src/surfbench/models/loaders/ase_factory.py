@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ase.calculators.calculator import Calculator
@@ -34,6 +36,38 @@ def _import_factory(target: str, model: str):
     return module, obj
 
 
+def module_source(module: ModuleType) -> Path | None:
+    """The source file of a module, or None (a notebook's ``__main__``, a built-in or compiled module)."""
+    try:
+        source = inspect.getsourcefile(module)
+    except TypeError:  # built-in module
+        return None
+    return Path(source).resolve() if source and Path(source).is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _distributions_of_top_level_names() -> dict[str, list[str]]:
+    """:func:`importlib.metadata.packages_distributions` (scans every installed distribution:
+    about a second; once per process)."""
+    return metadata.packages_distributions()
+
+
+def module_distribution(module: ModuleType) -> str:
+    """``"<distribution> <version>"`` of the installed distribution that really holds
+    ``module`` (a top-level name such as ``tests`` can belong to several installed
+    distributions, or to none), else ``"unversioned (<source file>)"``."""
+    source = module_source(module)
+    top = module.__name__.split(".")[0]
+    for name in _distributions_of_top_level_names().get(top, []) if source is not None else []:
+        try:
+            root = Path(metadata.distribution(name).locate_file(top)).resolve()
+        except metadata.PackageNotFoundError:
+            continue
+        if source.is_relative_to(root):
+            return f"{name} {metadata.version(name)}"
+    return f"unversioned ({source or module.__name__})"
+
+
 class AseFactoryBackend(ModelBackend):
     def __init__(
         self,
@@ -49,19 +83,9 @@ class AseFactoryBackend(ModelBackend):
         self._weight_files = [Path(p).expanduser() for p in (weight_files or [])]
 
     def package_version(self) -> str:
-        """The distribution that really holds the factory's module (a top-level name such as
-        ``tests`` can belong to several installed distributions, or to none)."""
+        """The distribution that really holds the factory's module (:func:`module_distribution`)."""
         module, _ = _import_factory(self.factory, self.spec.name)
-        source = Path(inspect.getsourcefile(module) or "").resolve()
-        top = self.factory.split(":")[0].split(".")[0]
-        for name in metadata.packages_distributions().get(top, []):
-            try:
-                root = Path(metadata.distribution(name).locate_file(top)).resolve()
-            except metadata.PackageNotFoundError:
-                continue
-            if source.is_relative_to(root):
-                return f"{name} {metadata.version(name)}"
-        return f"unversioned ({source})"
+        return module_distribution(module)
 
     def weight_files(self) -> list[Path]:
         module, _ = _import_factory(self.factory, self.spec.name)

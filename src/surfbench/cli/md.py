@@ -1,8 +1,7 @@
-"""``surfbench md``: NVT stability runs of slabs with verdicts (registered in surfbench.cli)."""
+"""``surfbench md``: NVT stability runs of slabs with verdicts."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Optional
@@ -46,7 +45,7 @@ def md_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from surfbench import cli as main
+    from surfbench.cli.common import console, fail, load_dataset, model_kwargs_option
     from surfbench.dynamics.md import MDInputError
     from surfbench.dynamics.presets import MDSettingsError, get_preset
     from surfbench.dynamics.runner import run_checks
@@ -55,7 +54,6 @@ def md_command(
     from surfbench.evaluation.store import ResultStore
     from surfbench.models import ModelLoadError, load_model
 
-    console, fail = main.console, main._fail
     from surfbench.execution.run_command import check_threads
 
     check_threads(threads, fail)
@@ -68,15 +66,10 @@ def md_command(
         thresholds = replace(Thresholds(), **{k: v for k, v in overrides.items() if v is not None})
     except (MDSettingsError, ValueError) as exc:
         fail(str(exc))
-    kwargs = None
-    if model_kwargs:
-        try:
-            kwargs = json.loads(model_kwargs)
-        except json.JSONDecodeError as exc:
-            fail(f"--model-kwargs is not valid JSON: {exc}")
+    kwargs = model_kwargs_option(model_kwargs)
     if not ids and select != WORST_PER_ELEMENT:
         fail(f"--select must be {WORST_PER_ELEMENT} (or give slab record ids as arguments)")
-    ds = main._load_dataset(dataset, data_dir, "all")
+    ds = load_dataset(dataset, data_dir, "all")
     store = ResultStore(workdir)
     try:
         lm = load_model(model, device=device, kwargs=kwargs, dtype=dtype, weights=None)

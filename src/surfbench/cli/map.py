@@ -1,5 +1,5 @@
 """``surfbench map``: the descriptor map of a data set and the distance-vs-error correlation of
-the stored models (registered in :mod:`surfbench.cli`)."""
+the stored models."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def map_command(
     """Map every structure of a data set (kernel PCA of site descriptors, coloured by |gamma
     error|, marker by bulk lattice) and measure whether the errors grow with the distance of a
     slab from a reference set (Spearman rho with a bootstrap interval, per model)."""
-    from surfbench.cli import _fail, _load_dataset, console
+    from surfbench.cli.common import console, fail, load_dataset
     from surfbench.analysis.descriptor_map import MapSettings, build_map, map_folder, save_map
     from surfbench.analysis.descriptors import DescriptorCache, DescriptorError, DescriptorSettings
     from surfbench.analysis.predictions import slab_predictions
@@ -53,32 +53,32 @@ def map_command(
     from surfbench.report.run_figures import model_order
 
     if not (workdir / STORE_NAME).is_file():
-        _fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
+        fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
     if n_boot < 1:
-        _fail("--n-boot must be at least 1")
+        fail("--n-boot must be at least 1")
     model = None
     if descriptor == "model":
         if not descriptor_model:
-            _fail("--descriptor model needs --descriptor-model NAME (a CHGNet, SevenNet or MACE registry entry)")
+            fail("--descriptor model needs --descriptor-model NAME (a CHGNet, SevenNet or MACE registry entry)")
         from surfbench.models import ModelLoadError, load_model
 
         try:
             model = load_model(descriptor_model, device=device)
             desc = DescriptorSettings(method="model", model=model.fingerprint.id)
         except (ModelLoadError, DescriptorError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
     else:
         try:
             desc = DescriptorSettings(method=descriptor, r_cut=r_cut, n_max=n_max, l_max=l_max, sigma=sigma,
                                       species_mode=species_mode)
         except DescriptorError as exc:
-            _fail(str(exc))
-    ds = _load_dataset(dataset, data_dir, "all")
+            fail(str(exc))
+    ds = load_dataset(dataset, data_dir, "all")
     if elements:
         wanted = {e.strip() for e in elements.split(",") if e.strip()}
         missing = wanted - set(ds.elements)
         if missing:
-            _fail(f"--elements: {', '.join(sorted(missing))} not in {ds.name} (elements: {', '.join(ds.elements)})")
+            fail(f"--elements: {', '.join(sorted(missing))} not in {ds.name} (elements: {', '.join(ds.elements)})")
         ds = ds.select(elements=wanted)
     cache = DescriptorCache(map_folder(workdir / STORE_NAME))
     cache.folder.mkdir(parents=True, exist_ok=True)  # a read-only project folder is an error before any computing
@@ -91,7 +91,7 @@ def map_command(
             runs = select_runs(store, ds.name, models, protocol)
         except ReportError as exc:
             if models != "all":
-                _fail(str(exc))
+                fail(str(exc))
             console.print(f"[yellow]warning:[/] {exc}; the map is drawn without model errors")
             runs = pd.DataFrame(columns=["fingerprint", "model"])
         labels = _labels(runs)
@@ -112,7 +112,7 @@ def map_command(
                     dmap = build_map(ds, settings, data_dir=data_dir, cache=cache, model=model,
                                      progress=lambda text: status.update(f"reference {ref}: {text}"))
             except (ValueError, DescriptorError) as exc:
-                _fail(str(exc))
+                fail(str(exc))
             path = save_map(dmap, store.path)
             console.print(f"map with reference {ref}: {len(dmap.table)} records, {dmap.n_reference_sites} reference "
                           f"sites; " + ", ".join(f"{k_} {v:.1f} s" for k_, v in dmap.timings_s.items()) + f"; saved {path}")
@@ -129,7 +129,7 @@ def map_command(
             written += save_figure(distance_error_figure(dmap.table, slabs, corr[corr["reference"] == ref], order,
                                                          reference=ref), f"{stem}-distance-vs-error-{ref}", png=png)
     except FigureExportError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     pd.concat([d.table.assign(reference=d.settings.reference_name) for _, d in maps]).to_csv(f"{stem}-map.csv", index=False)
     corr.to_csv(f"{stem}-correlation.csv", index=False)
     Path(f"{stem}-correlation.json").write_text(json.dumps(

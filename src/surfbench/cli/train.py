@@ -1,4 +1,4 @@
-"""``surfbench train``: the command's body (registered in :mod:`surfbench.cli`)."""
+"""``surfbench train``: train, register and evaluate a model (a learning curve with --sizes)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def train(
     elements: Annotated[str, typer.Option("--elements", "-e", help="Elements, comma-separated: one model for all of them.")],
     source: Annotated[str, typer.Option("--from", help="'scratch', or the model to fine-tune: a registry name or a model file/folder.")] = "scratch",
     data: Annotated[str, typer.Option("--data", help="Training frames: 'mlearn', or extxyz file(s) with energies and forces, comma-separated.")] = "mlearn",
-    preset: Annotated[str, typer.Option(help="paper, cpu-quick or tiny (see the README table).")] = "cpu-quick",
+    preset: Annotated[str, typer.Option(help="paper, cpu-quick or tiny (see the presets table in docs/commands/train.md).")] = "cpu-quick",
     sizes: Annotated[Optional[str], typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 ('all' for the whole pool; default: all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split and the subsets (and of the training).")] = 0,
     include_surfaces: Annotated[bool, typer.Option("--include-surfaces", help="Keep frames of evaluated slabs in the training pool (they are held out by default).")] = False,
@@ -27,7 +27,7 @@ def train(
 ) -> None:
     """Train a model (from scratch or fine-tuned) on leakage-safe training frames, register it,
     evaluate it on the held-out slabs and record its cost; with --sizes, a learning curve."""
-    from surfbench.cli import _fail, console
+    from surfbench.cli.common import console, fail
     from surfbench.data.errors import DataError
     from surfbench.training.base import TrainingError
     from surfbench.training.pipeline import train_curve
@@ -36,7 +36,7 @@ def train(
     from surfbench.execution.run_command import check_threads
     from surfbench.models.device import check_device
 
-    check_threads(threads, _fail)
+    check_threads(threads, fail)
     check_device(device)  # before any frame is loaded or model trained
     try:
         overrides = parse_overrides(set_)
@@ -47,7 +47,7 @@ def train(
             data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False),
         )
     except (TrainingError, DataError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from rich.table import Table
 
     def num(v, fmt="{:.3f}"):

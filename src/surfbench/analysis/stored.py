@@ -1,0 +1,42 @@
+"""Stored runs and their results as the commands and the Python API read them: which runs a
+store holds (selected by model, data set, protocol) and one run's results, marked seen/unseen
+in training (:mod:`surfbench.analysis.seen`), restricted to some records or splits.
+
+``surfbench run`` and ``surfbench table`` print from these, and :class:`surfbench.Results`
+computes its tables and figures from them, so the numbers are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import pandas as pd
+
+
+def stored_runs(store, model: str | None = None, dataset: str | None = None,
+                protocol: str | None = None) -> pd.DataFrame:
+    """The store's runs (:meth:`ResultStore.runs`: dataset, fingerprint, model, protocol,
+    counts) of ``model`` (a name or a fingerprint), ``dataset`` (the store's name of it) and
+    ``protocol``; None: any."""
+    runs = store.runs()
+    if model is not None:
+        runs = runs[(runs["model"] == model) | (runs["fingerprint"] == model)]
+    for col, val in (("dataset", dataset), ("protocol", protocol)):
+        if val is not None:
+            runs = runs[runs[col] == val]
+    return runs.reset_index(drop=True)
+
+
+def run_results(store, dataset: str, fingerprint: str, protocol: str, *,
+                record_ids: Collection[str] | None = None, splits: Collection[str] | None = None) -> pd.DataFrame:
+    """One run's results (one row per record, :meth:`ResultStore.results`) with the columns of
+    :func:`surfbench.analysis.seen.mark`; only ``record_ids`` (None: all) and only the slabs of
+    ``splits`` (None: all; bulks are always kept)."""
+    from surfbench.analysis.seen import mark_from_store
+
+    results = mark_from_store(store, store.results(dataset, fingerprint, protocol))
+    if record_ids is not None:
+        results = results[results["record_id"].isin(set(record_ids))]
+    if splits is not None:
+        results = results[results["split"].isin(set(splits)) | (results["kind"] == "bulk")]
+    return results

@@ -1,0 +1,144 @@
+"""``surfbench table | report | export``: the stored results, reprinted, reported and exported (read-only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from surfbench.cli.common import (
+    ElementsOpt, MillerOpt, RequirePngOpt, SPLIT_CHOICES, WorkdirOpt, app, check_png, console,
+    dataset_key, err, fail, subset_option,
+)
+
+
+@app.command()
+def table(
+    workdir: WorkdirOpt = Path("."),
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model name.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
+    protocol: Annotated[Optional[str], typer.Option()] = None,
+    split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
+    elements: ElementsOpt = None,
+    miller: MillerOpt = None,
+) -> None:
+    """Reprint the metrics of stored runs (no model or data is loaded)."""
+    import pandas as pd
+
+    from surfbench.report.console import render_comparison, render_run
+
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+
+    if not (workdir / STORE_NAME).is_file():
+        fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first")
+    if split not in SPLIT_CHOICES:
+        fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
+    subset = subset_option(elements, miller)
+    with ResultStore(workdir, read_only=True) as store:
+        from surfbench.analysis.stored import stored_runs
+
+        runs = stored_runs(store, model, dataset_key(dataset), protocol)
+        if models is not None and models != "all":
+            runs = runs[runs["model"].isin([m.strip() for m in models.split(",")])]
+        if runs.empty:
+            fail("no stored run matches")
+        reference = runs["dataset"].isin(store.reference_datasets())  # reference values only (mse21)
+        if reference.any():
+            from surfbench.analysis.reference_gamma import reference_predictions
+            from surfbench.report.reference_tables import render_reference
+
+            for ds_name, grp in runs[reference].groupby("dataset", sort=False):
+                console.print(f"[bold]{ds_name}[/] (reference values)")
+                render_reference(console, reference_predictions(subset.frame(pd.concat(
+                    [store.reference_results(ds_name, r["fingerprint"], r["protocol"]) for _, r in grp.iterrows()],
+                    ignore_index=True))))
+            runs = runs[~reference]
+
+        from surfbench.analysis.stored import run_results
+
+        def load(r) -> pd.DataFrame:
+            return subset.frame(run_results(store, r["dataset"], r["fingerprint"], r["protocol"], splits=SPLIT_CHOICES[split]))
+
+        loaded = [(r, res) for r, res in ((r, load(r)) for _, r in runs.iterrows()) if not res.empty]
+        if not loaded and not reference.any():
+            fail(f"no stored result matches {subset.describe()}")
+        where = f" ({subset.describe()})" if not subset.everything else ""
+        if models is None:
+            for r, res in loaded:
+                render_run(console, res, f"{r['fingerprint']} on {r['dataset']}, {r['protocol']}{where}")
+            return
+        groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
+        for r, res in loaded:
+            groups.setdefault((r["dataset"], r["protocol"]), []).append(res)
+        for (ds_name, proto), parts in groups.items():
+            render_comparison(console, pd.concat(parts, ignore_index=True), f"models on {ds_name}, {proto}, split {split}{where}")
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write; JSON, CSV and a figures folder go beside it.")] = Path("report.html"),
+    workdir: WorkdirOpt = Path("."),
+    models: Annotated[str, typer.Option("--models", help="'all' or model names (or fingerprints) separated by commas.")] = "all",
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: the only one in the store).")] = None,
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol of the runs.")] = "static",
+    png: Annotated[bool, typer.Option(help="Also write every figure as PNG (needs Chrome/Chromium for kaleido; without it: HTML only and a warning).")] = True,
+    require_png: RequirePngOpt = False,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    elements: ElementsOpt = None,
+    miller: MillerOpt = None,
+) -> None:
+    """Write a self-contained HTML report comparing stored runs on one data set (reads only the
+    store: no model or data file is loaded), with its numbers as JSON/CSV and the figures as
+    HTML/PNG beside it."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.report.figures import FigureExportError
+    from surfbench.report.html import ReportError, build_report
+
+    if not (workdir / STORE_NAME).is_file():
+        fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
+    if n_boot < 1:
+        fail("--n-boot must be at least 1")
+    check_png(png, require_png)
+    subset = subset_option(elements, miller)
+    with ResultStore(workdir, read_only=True) as store:
+        try:
+            with console.status("building the report"):
+                path = build_report(store, dataset_key(dataset), models, protocol, output, png=png, n_boot=n_boot, seed=seed,
+                                    subset=subset, require_png=require_png)
+        except (ReportError, FigureExportError) as exc:
+            fail(str(exc))
+    meta = json.loads(path.with_name(path.stem + "-metrics.json").read_text(encoding="utf-8"))
+    for warning in meta.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    console.print(f"wrote {path} ({len(meta['model_order'])} models on {meta['dataset']}, {meta['protocol']})")
+    console.print(f"  numbers: {path.with_name(path.stem + '-metrics.json')} and {path.stem}-*.csv")
+    console.print(f"  figures: {meta['figures']['folder']}")
+
+
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file (.csv or .parquet).")],
+    workdir: WorkdirOpt = Path("."),
+    elements: ElementsOpt = None,
+    miller: MillerOpt = None,
+) -> None:
+    """Export every stored result (or those of --elements/--miller) joined with its record to CSV or Parquet."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+
+    if not (workdir / STORE_NAME).is_file():
+        fail(f"no result store at {workdir / STORE_NAME}")
+    if not output.parent.is_dir():
+        fail(f"cannot write {output}: the folder {output.parent} does not exist")
+    subset = subset_option(elements, miller)
+    with ResultStore(workdir, read_only=True) as store:
+        try:
+            path = store.export(output, subset=subset)
+        except ValueError as exc:
+            fail(str(exc))
+    console.print(f"wrote {path}")

@@ -1,0 +1,210 @@
+"""``surfbench run``: evaluate one or several models on a data set and print the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from surfbench.cli.common import (
+    DataDirOpt, ElementsOpt, MillerOpt, WorkdirOpt, app, console, err, fail, load_dataset,
+    model_kwargs_option, model_names, subset_option,
+)
+
+
+@app.command()
+def run(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory'; repeat for several models; 'offline': every registry model ready here.")] = ["chgnet-0.3.0"],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name (see 'surfbench datasets').")] = "mlearn-surfaces",
+    workdir: WorkdirOpt = Path("."),
+    data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:N or mps.")] = "cpu",
+    dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights file/folder, instead of the registry's source (one --model only).")] = None,
+    protocol: Annotated[str, typer.Option(help="Evaluation protocol: static (DFT geometries), relaxed (the model's own minimum) or model-built (the model builds and relaxes its own bulk and slab; needed for reference-value data sets such as mse21).")] = "static",
+    split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
+    elements: ElementsOpt = None,
+    miller: MillerOpt = None,
+    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model (one --model only).")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Recompute structures whose stored result is a failure.")] = False,
+    fmax: Annotated[float, typer.Option(help="relaxed: convergence, max force in eV/Angstrom.")] = 0.05,
+    steps: Annotated[int, typer.Option(help="relaxed: optimizer steps per structure.")] = 500,
+    optimizer: Annotated[str, typer.Option(help="relaxed: FIRE, BFGS or LBFGS.")] = "FIRE",
+    fix_bottom_layers: Annotated[int, typer.Option(help="relaxed: slab layers held fixed, from the bottom.")] = 0,
+    layers: Annotated[Optional[int], typer.Option(help="model-built: slab thickness in atomic layers (default: the protocol's).")] = None,
+    vacuum: Annotated[Optional[float], typer.Option(help="model-built: vacuum gap between slab images in Angstrom (default: the protocol's).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Evaluate on a local Dask cluster of N worker processes (one torch thread each unless --threads); with --scheduler slurm|pbs: N jobs.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786), or slurm / pbs for a dask-jobqueue cluster configured in Dask's jobqueue config.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds allowed per structure; an overrun is killed and recorded as failure kind 'timeout' (the model then runs in a killable child process).")] = None,
+    keep_both_fingerprints: Annotated[bool, typer.Option(help="Store results even if the model's fingerprint differs from the one stored under the same name.")] = False,
+) -> None:
+    """Evaluate one or several models on a data set (only what the store lacks), then print the
+    metrics (for several models: one comparison table; a model that fails to load is reported,
+    the others still run, and the exit code is 1).
+
+    With --protocol relaxed the static run is done too (or reused) and the gamma error is split
+    into its static part (DFT geometry) and its relaxation part."""
+    from rich.markup import escape
+
+    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.run_command import executor_for
+    from surfbench.models import ModelLoadError
+    from surfbench.models.registry import use_project
+
+    from surfbench.models.device import check_device
+
+    check_device(device)  # up front: a missing GPU is known before any data is loaded
+    executor = executor_for(workers, scheduler, threads, timeout, fail)
+    kwargs = model_kwargs_option(model_kwargs)
+    subset = subset_option(elements, miller)
+    use_project(workdir)  # models trained in this folder (surfbench train) are known by name
+    names = model_names(model)
+    if len(names) > 1 and (weights is not None or kwargs):
+        fail("--weights and --model-kwargs belong to one model; give a single --model with them")
+    ds = subset.dataset(load_dataset(dataset, data_dir, split, cached=True))
+    if not ds.surfaces:
+        fail(f"data set {ds.name} has no slabs" + (f" in split {split!r}" if split != "all" else "")
+              + (f" with {subset.describe()}" if not subset.everything else ""))
+    for note in ds.notes:
+        console.print(f"[dim]note: {note}[/]")
+    store = ResultStore(workdir)
+    settings = dict(device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None, threads=threads,
+                    protocol=protocol, retry_failed=retry_failed, fmax=fmax, steps=steps, optimizer=optimizer,
+                    fix_bottom_layers=fix_bottom_layers, layers=layers, vacuum=vacuum,
+                    keep_both_fingerprints=keep_both_fingerprints)
+    done: list = []  # run summaries, in the order of the models
+    failed: dict[str, str] = {}  # model -> why it did not run
+    try:
+        for name in names:
+            try:
+                done.append(_evaluate(name, ds, store, executor, **settings))
+            except (ModelLoadError, ValueError) as exc:
+                if len(names) == 1:
+                    store.close()
+                    fail(str(exc))
+                failed[name] = str(exc)
+                err.print(f"[bold red]error:[/] {escape(name)}: {escape(str(exc))}")
+    finally:
+        executor.close()
+    ids = {r.id for r in [*ds.bulks.values(), *ds.surfaces]}
+    if len(names) == 1:
+        _report_single(store, ds, done[0], protocol, ids)
+    else:
+        _report_several(store, ds, done, failed, ids, subset)
+    store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights, threads, protocol, retry_failed, fmax,
+              steps, optimizer, fix_bottom_layers, layers, vacuum, keep_both_fingerprints):
+    """Load one model and evaluate it on ``ds`` under its own progress bar; returns its run
+    summary with the lines of every record whose labels changed (``summary.updated``)."""
+    from surfbench.execution.run_command import run_protocol
+    from surfbench.models import load_model
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    lm = load_model(name, device=device, kwargs=kwargs, dtype=dtype, weights=weights)
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"{name} on {ds.name} ({protocol})", total=None)
+
+        def on_start(total: int, todo: int) -> None:
+            bar.update(task, total=todo)
+            if todo < total:
+                console.print(f"reusing {total - todo} of {total} results from {store.path}")
+
+        def progress(record_id: str, outcome) -> None:
+            bar.advance(task)
+            if outcome is not None and outcome.status != "ok":
+                bar.console.print(f"[yellow]{record_id}: {outcome.failure_kind}: {outcome.message}[/]")
+
+        common = dict(threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
+                      executor=executor, keep_both_fingerprints=keep_both_fingerprints)
+        if protocol == "relaxed":
+            from surfbench.evaluation.relax import RelaxedProtocol
+
+            proto = RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
+        elif protocol == "model-built":
+            from surfbench.evaluation.model_built import ModelBuiltProtocol
+
+            sizes = {k: v for k, v in (("layers", layers), ("vacuum_a", vacuum)) if v is not None}
+            proto = ModelBuiltProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, **sizes)
+        else:
+            proto = protocol
+        # the same computation as surfbench.evaluate(); a relaxed protocol runs the static one first
+        summaries = run_protocol(ds, lm, store, proto, **common, on_protocol=lambda p: bar.update(
+            task, description=f"{name} on {ds.name} ({p})", completed=0))
+    summary = summaries[-1]
+    summary.updated[:0] = [line for s in summaries[:-1] for line in s.updated]  # labels changed, seen by the static run
+    return summary
+
+
+def _report_single(store, ds, summary, protocol: str, ids: set[str]) -> None:
+    """What ``run`` prints for one model: its counts, metrics and (relaxed) the relaxation split."""
+    from rich.markup import escape
+
+    for line in summary.updated:
+        console.print(f"[yellow]{escape(line)}[/]")
+    console.print(
+        f"{summary.computed} computed, {summary.reused} reused, {summary.failed} failed "
+        f"(model fingerprint {summary.fingerprint})"
+    )
+    reference = store.reference_results(ds.name, summary.fingerprint, summary.protocol)
+    if not reference.empty:  # a reference-value data set (mse21): no DFT energies to render
+        from surfbench.analysis.reference_gamma import reference_predictions
+        from surfbench.report.reference_tables import render_reference
+
+        render_reference(console, reference_predictions(reference[reference["record_id"].isin(ids)]))
+    else:
+        _render(store, ds.name, summary.fingerprint, summary.protocol, ids)
+    if summary.protocol != "static" and protocol == "relaxed":
+        from surfbench.analysis.relaxation import relaxation_split
+        from surfbench.report.console import render_relaxation_split
+
+        def part(proto: str):
+            res = store.results(ds.name, summary.fingerprint, proto)
+            return res[res["record_id"].isin(ids)]
+
+        render_relaxation_split(console, relaxation_split(part("static"), part(summary.protocol)))
+
+
+def _report_several(store, ds, done: list, failed: dict[str, str], ids: set[str], subset) -> None:
+    """What ``run`` prints for several models: a line per model (or its error), then one
+    comparison table per protocol (as ``table --models``)."""
+    import pandas as pd
+    from rich.markup import escape
+
+    from surfbench.analysis.seen import mark_from_store
+    from surfbench.report.console import render_comparison
+
+    for s in done:
+        for line in s.updated:
+            console.print(f"[yellow]{escape(line)}[/]")
+        console.print(f"{escape(s.model)}: {s.computed} computed, {s.reused} reused, {s.failed} failed "
+                      f"(model fingerprint {s.fingerprint})")
+    for name, why in failed.items():
+        console.print(f"[red]{escape(name)}: not run: {escape(why)}[/]")
+    where = f" ({subset.describe()})" if not subset.everything else ""
+    for proto in dict.fromkeys(s.protocol for s in done):
+        fps = [s.fingerprint for s in done if s.protocol == proto]
+        reference = pd.concat([store.reference_results(ds.name, fp, proto) for fp in fps], ignore_index=True)
+        if not reference.empty:  # a reference-value data set (mse21)
+            from surfbench.analysis.reference_gamma import reference_predictions
+            from surfbench.report.reference_tables import render_reference
+
+            render_reference(console, reference_predictions(reference[reference["record_id"].isin(ids)]))
+            continue
+        combined = pd.concat([mark_from_store(store, store.results(ds.name, fp, proto)) for fp in fps], ignore_index=True)
+        render_comparison(console, combined[combined["record_id"].isin(ids)], f"models on {ds.name}, {proto}{where}")
+
+
+def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] | None = None) -> None:
+    from surfbench.report.console import render_run
+
+    from surfbench.analysis.stored import run_results
+
+    results = run_results(store, dataset, fingerprint, protocol, record_ids=ids)
+    render_run(console, results, f"{fingerprint} on {dataset}, {protocol}")
