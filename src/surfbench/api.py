@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from ase.calculators.calculator import BaseCalculator
 
-from surfbench.records import Dataset
+from surfbench.records import SPLIT_CHOICES as SPLITS, Dataset
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Results", "evaluate", "load_results"]
 
-#: split -> the slab splits it keeps (None: all)
-SPLITS: dict[str, frozenset[str] | None] = {"all": None, "train": frozenset({"train"}), "test": frozenset({"test"})}
 #: the groupings of :meth:`Results.metrics`
 METRIC_GROUPS = (None, "element", "miller")
 #: the columns of :meth:`Results.predictions`, in order

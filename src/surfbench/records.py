@@ -183,6 +183,11 @@ class ReferenceSurfaceRecord:
         return hashlib.sha256(f"{self.element}|{self.crystal}|{self.miller_str}".encode()).hexdigest()
 
 
+#: a split selection by name -> the slab splits it keeps (None: every slab), as ``--split`` and
+#: ``surfbench.evaluate(split=...)`` take it
+SPLIT_CHOICES: dict[str, frozenset[str] | None] = {"all": None, "train": frozenset({"train"}), "test": frozenset({"test"})}
+
+
 @dataclass
 class Dataset:
     """A named set of bulk and surface records, with notes on how it was built."""

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from surfbench.records import SPLIT_CHOICES  # split name -> slab splits (the command modules use it too)
+
 
 class _UserErrors(TyperGroup):
     """Runs a command; a damaged or unusable input (result store, data file, model, device, a
@@ -65,8 +67,6 @@ def _main() -> None:
     fit_to_terminal(console)
     fit_to_terminal(err)
 
-
-SPLIT_CHOICES = {"all": None, "train": {"train"}, "test": {"test"}}
 
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Project folder holding the result store (surfbench.sqlite).")]
 DataDirOpt = Annotated[
