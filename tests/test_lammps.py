@@ -138,6 +138,17 @@ def test_missing_package_gives_the_install_hint():
         LammpsBackend(spec, **spec.kwargs).fingerprint()
 
 
+def test_registry_parameter_counts_are_the_fitted_coefficients():
+    """parameters of snap-zuo2020 / qsnap-zuo2020: every .snapcoeff file's nelements x ncoeff."""
+    from surfbench.models.loaders.lammps import count_snap_coefficients
+
+    for name, expected in (("snap-zuo2020", 311), ("qsnap-zuo2020", 4076)):
+        files = load_model(name).backend.potential_files
+        counted = sum(count_snap_coefficients(path) for f, path in files.items() if f.endswith(".snapcoeff"))
+        assert counted == get_spec(name).parameters == expected
+    assert count_snap_coefficients(files["Mo_Zuo_JPCA2020.quadratic.snapcoeff"]) == 496
+
+
 def test_placeholders_name_only_listed_files():
     from pathlib import Path
 

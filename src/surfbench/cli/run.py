@@ -177,7 +177,7 @@ def _report_several(store, ds, done: list, failed: dict[str, str], ids: set[str]
     import pandas as pd
     from rich.markup import escape
 
-    from surfbench.analysis.seen import mark_from_store
+    from surfbench.analysis.stored import run_results
     from surfbench.report.console import render_comparison
 
     for s in done:
@@ -197,8 +197,8 @@ def _report_several(store, ds, done: list, failed: dict[str, str], ids: set[str]
 
             render_reference(console, reference_predictions(reference[reference["record_id"].isin(ids)]))
             continue
-        combined = pd.concat([mark_from_store(store, store.results(ds.name, fp, proto)) for fp in fps], ignore_index=True)
-        render_comparison(console, combined[combined["record_id"].isin(ids)], f"models on {ds.name}, {proto}{where}")
+        combined = pd.concat([run_results(store, ds.name, fp, proto, record_ids=ids) for fp in fps], ignore_index=True)
+        render_comparison(console, combined, f"models on {ds.name}, {proto}{where}")
 
 
 def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] | None = None) -> None:

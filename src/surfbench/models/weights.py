@@ -48,7 +48,9 @@ def _sha256(path: Path) -> str:
     return sha256_of(path)
 
 
-def _check(path: Path, spec: ModelSpec, w: dict[str, Any]) -> Path:
+def check_pinned(path: Path, spec: ModelSpec, w: dict[str, Any]) -> Path:
+    """``path`` (a weights file or folder) after checking it against the entry's pinned sha256
+    (``sha256``, or ``sha256_files`` of a folder); another hash is a :class:`ModelLoadError`."""
     expected = {}
     if w.get("files"):
         expected = {path / f: h for f, h in (w.get("sha256_files") or {}).items()}
@@ -83,7 +85,7 @@ def resolve_weights(spec: ModelSpec, explicit: str | os.PathLike | None = None, 
         candidate = folder / relpath
         searched.append(str(candidate))
         if _complete(candidate, files):
-            return _check(candidate, spec, w)
+            return check_pinned(candidate, spec, w)
     url = w.get("url")
     hint = (
         f"Put a copy at <folder>/{relpath} and set {ENV_MODEL_DIR}=<folder>, "

@@ -266,9 +266,9 @@ class LammpsBackend(ModelBackend):
                 f"model {self.spec.name}: potential file(s) {missing} not found in {folder}"
                 + (f"; install them with: {self.install_hint}" if w.get("source") == "wheel" else ""))
         if self.weights is None and w.get("sha256_files"):
-            from surfbench.models.weights import _check
+            from surfbench.models.weights import check_pinned
 
-            _check(folder, self.spec, w)
+            check_pinned(folder, self.spec, w)
         return {n: (folder / n).resolve() for n in names}
 
     @property
