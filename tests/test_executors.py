@@ -94,6 +94,48 @@ def test_isolated_model_on_dask_workers(tmp_path, dask2, second_env, monkeypatch
         assert y.loc[rid, "energy_ev"] == pytest.approx(x.loc[rid, "energy_ev"], abs=1e-9)
 
 
+def test_chunks_of_structures_give_the_same_results(tmp_path, dask2):
+    """Several structures per Dask task (3 here: 8 records in chunks of 3, 3 and 2) store the
+    same energies, for every record exactly once, as one structure per task in this process."""
+    ds = _dataset()
+    chunked = DaskExecutor(dask2.client, threads=1, chunk_size=3)
+    with ResultStore(tmp_path / "local") as local, ResultStore(tmp_path / "dask") as remote:
+        a = run(ds, load_model("emt"), local)
+        b = run(ds, load_model("emt"), remote, executor=chunked)
+        assert (a.computed, b.computed, b.failed) == (8, 8, 0)
+        x, y = _energies(local, a.fingerprint, "static"), _energies(remote, b.fingerprint, "static")
+    assert sorted(x.index) == sorted(y.index)
+    for rid in x.index:
+        assert y.loc[rid, "energy_ev"] == pytest.approx(x.loc[rid, "energy_ev"], abs=1e-9)
+
+
+def test_a_structure_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path, dask2):
+    """Without --timeout a structure that kills its Dask worker (out of memory, a segfault; here
+    os.abort on cells of more than 4 atoms) is tried twice, its chunk is split to find it, and
+    it is stored as 'crashed'; every other structure, chunk-mates included, gets its energy."""
+    ds = _dataset()
+    chunked = DaskExecutor(dask2.client, threads=1, chunk_size=3)
+    with ResultStore(tmp_path) as store:
+        s = run(ds, load_model("tests.fault_calcs:CrashOnLarge"), store, executor=chunked)
+        res = _energies(store, s.fingerprint, "static")
+    assert (s.computed, s.failed, s.failure_kinds) == (8, 2, {"crashed": 2})
+    crashed = res[res["status"] == "failed"]
+    assert sorted(crashed.index) == ["Cu/111-5", "Ni/111-5"] and (crashed["n_atoms"] == 5).all()
+    assert crashed["message"].str.contains("Dask worker died at each attempt").all()
+    assert (res.loc[res["status"] == "ok", "energy_ev"].notna()).all() and (res["status"] == "ok").sum() == 6
+
+
+def test_auto_chunk_size():
+    from surfbench.execution.executors import MAX_CHUNK, auto_chunk_size
+
+    assert auto_chunk_size(8, 2) == 1  # a small run: one structure per task, every worker busy
+    assert auto_chunk_size(1538, 2) == MAX_CHUNK == 8  # the synthetic paper-size set: 193 tasks
+    assert auto_chunk_size(100, 2) == 6  # 17 tasks, 8 or more per worker
+    assert auto_chunk_size(1538, 200) == 1
+    with pytest.raises(ValueError, match="chunk size must be at least 1"):
+        DaskExecutor(client=None, chunk_size=0)
+
+
 def test_a_complete_store_starts_no_cluster(tmp_path):
     ds = _dataset()
 
@@ -127,6 +169,30 @@ def test_slurm_job_script_from_config():
         cluster.close()
     assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH -t 01:00:00" in script
     assert "source /path/to/venv/bin/activate" in script and "distributed.cli.dask_worker" in script
+    # glibc's trim threshold of Dask's nanny (64 KiB) halves PyTorch's speed: the job sets its own
+    assert "export MALLOC_TRIM_THRESHOLD_=67108864" in script
+    assert "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script  # no stack sampling every 10 ms
+
+
+def test_local_workers_start_without_dasks_malloc_trim_threshold():
+    """Dask's nanny would start each worker with MALLOC_TRIM_THRESHOLD_=65536, which made
+    M3GNet 1.9x slower per structure (glibc trims and re-maps the tensors' memory at every
+    call); surfbench's local cluster leaves glibc's default, and the thread settings stand."""
+    import os
+
+    import dask
+
+    def facts():
+        return {**{k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")},
+                "profile": dask.config.get("distributed.worker.profile.enabled")}
+
+    ex = make_executor(1, threads=1)
+    try:
+        env = ex.client.submit(facts, pure=False).result()
+    finally:
+        ex.close()
+    # and without the 10 ms stack sampling of Dask's profiler (20-25 % of a worker's time)
+    assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "profile": False}
 
 
 def test_cli_rejects_bad_execution_options(tmp_path):

@@ -166,3 +166,29 @@ def test_data_validate_mlearn_has_no_close_atoms(data_dir):
     out = cli.invoke(app, ["data", "validate", "mlearn-surfaces", "--data-dir", str(data_dir)])
     assert out.exit_code == 0 and "mlearn-surfaces: OK, 75 slabs, 6 bulks" in out.output, out.output
     assert "overlap" not in out.output and "unusually close" not in out.output
+
+
+def test_screened_records_skip_the_evaluations_own_check_until_edited(monkeypatch):
+    """A record that screen() cleared is not checked again by the static protocol (the check is
+    a neighbour list, as long as a fast model's call); an edit to its atoms after screening
+    (same object, new positions) makes the protocol check it again and record the overlap."""
+    import pickle
+
+    from ase.calculators.emt import EMT
+
+    from surfbench.data import contacts
+    from surfbench.evaluation.protocols import get_protocol
+
+    b, s = _cu()
+    slab = SurfaceRecord(id="cu/111", element="Cu", atoms=s, energy_ev=-10.0, bulk_id="cu/bulk",
+                         bulk_energy_per_atom_ev=-4.0, miller=(1, 1, 1))
+    ds = screen(Dataset("toy", {"cu/bulk": BulkRecord(id="cu/bulk", element="Cu", atoms=b, energy_ev=-16.0)}, [slab]))
+    assert contacts.already_checked(ds.surfaces[0]) and contacts.already_checked(pickle.loads(pickle.dumps(slab)))
+    calls = []
+    real = contacts.close_contact
+    monkeypatch.setattr(contacts, "close_contact", lambda atoms: calls.append(len(atoms)) or real(atoms))
+    static = get_protocol("static")
+    assert static.calc_record(slab, EMT()).status == "ok" and calls == []
+    slab.atoms.positions[1] = slab.atoms.positions[0]  # edited in place after screening
+    out = static.calc_record(slab, EMT())
+    assert calls == [3] and (out.status, out.failure_kind) == ("failed", "overlapping_atoms")

@@ -304,3 +304,27 @@ def test_report_on_mlearn_subset(mlearn_surfaces, tmp_path):
     assert payload["dataset"] == ds.name and len(payload["facets"]) == 4
     # mlearn has no Cu(111) slab: the report says so
     assert "no {111} slab" in path.read_text()
+
+
+def test_wulff_shapes_drawn_for_the_bulks_models_get_most_wrong():
+    """Beyond MAX_WULFF_BULKS bulks the report draws the shapes of the bulks with the largest
+    |area-weighted gamma, model - DFT| of any model (bulks without a model shape last); every
+    bulk's numbers stay in the tables."""
+    import numpy as np
+    import pandas as pd
+
+    from surfbench.report import html
+
+    n = html.MAX_WULFF_BULKS + 3
+    rows = []
+    for k in range(n):
+        for model, d in (("a", 0.01 * k), ("b", -0.02 * k if k % 2 else np.nan)):
+            rows.append({"bulk_id": f"b{k:02d}", "source": "model", "model": model, "delta_weighted_gamma": d})
+        rows.append({"bulk_id": f"b{k:02d}", "source": "DFT", "model": "a", "delta_weighted_gamma": np.nan})
+    wulff = pd.DataFrame(rows)
+    shown, total = html._wulff_shown(wulff, pd.DataFrame({"bulk_id": ["extra"]}))
+    assert total == n + 1 and len(shown) == html.MAX_WULFF_BULKS
+    # b13 (0.26), b11 (0.22), b09 (0.18), ...; 'extra' (no model row) is left out
+    assert shown[:3] == ["b13", "b11", "b09"] and "extra" not in shown and "b00" not in shown
+    few = wulff[wulff["bulk_id"].isin(["b01", "b02"])]
+    assert html._wulff_shown(few, pd.DataFrame()) == (None, 2)

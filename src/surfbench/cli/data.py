@@ -17,27 +17,53 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("build")
 def data_build(
-    name: Annotated[str, typer.Argument(help="Data set to build: mp-surfaces.")],
+    name: Annotated[str, typer.Argument(help="Data set to build: mp-surfaces or synthetic-paper-scale.")],
     api_key: Annotated[Optional[str], typer.Option(help="Materials Project API key (default: $MP_API_KEY).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder (default: <cache>/mp_surfaces).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder (default: <cache>/mp_surfaces or <cache>/synthetic).")] = None,
     elements: Annotated[Optional[str], typer.Option(help="Only these elements, comma-separated.")] = None,
+    stand_in: Annotated[str, typer.Option(help="synthetic-paper-scale: the fast model that gives the energies of the elements EMT lacks.")] = "m3gnet-mp-2021.2.8-pes",
+    device: Annotated[str, typer.Option(help="synthetic-paper-scale: device of the stand-in model (cpu, cuda).")] = "cpu",
 ) -> None:
-    """Build a data set from its source (mp-surfaces: the MP API)."""
-    from surfbench.data import mp_surfaces
+    """Build a data set from its source: mp-surfaces from the MP API; synthetic-paper-scale
+    (SYNTHETIC, not DFT: slabs cut from ASE's reference crystals, energies from stand-in models)
+    locally, for rehearsals at the paper's size."""
     from surfbench.data.errors import DataError
     from surfbench.data.sources import cache_dir
 
+    wanted = elements.split(",") if elements else None
+    if name == "synthetic-paper-scale":
+        _build_synthetic(output, wanted, stand_in, device)
+        return
     if name != "mp-surfaces":
-        fail(f"cannot build {name!r}; buildable: mp-surfaces")
+        fail(f"cannot build {name!r}; buildable: mp-surfaces, synthetic-paper-scale")
+    from surfbench.data import mp_surfaces
+
     try:
         source = mp_surfaces.MPApiSource(api_key)
         with console.status("fetching surface and thermo documents from the Materials Project"):
-            built = mp_surfaces.build(source, output or cache_dir() / "mp_surfaces",
-                                      elements.split(",") if elements else None)
+            built = mp_surfaces.build(source, output or cache_dir() / "mp_surfaces", wanted)
     except DataError as exc:
         fail(str(exc))
     manifest = mp_surfaces.read_manifest(built.manifest)
     console.print(f"wrote {built.data} and {built.manifest}: {manifest['counts']} (MP database {manifest['db_version']})")
+
+
+def _build_synthetic(output: Path | None, elements: list[str] | None, stand_in: str, device: str) -> None:
+    from surfbench.data import synthetic
+    from surfbench.data.errors import DataError
+    from surfbench.models.base import ModelLoadError
+
+    def progress(element: str, n: int, seconds: float) -> None:
+        console.print(f"  {element}: {n} slabs in {seconds:.1f} s")
+
+    console.print(f"[bold yellow]{synthetic.BANNER}[/]")
+    try:
+        built = synthetic.build(output, elements, stand_in=stand_in, device=device, progress=progress)
+    except (DataError, ModelLoadError) as exc:
+        fail(str(exc))
+    manifest = synthetic.read_manifest(built.manifest)
+    console.print(f"wrote {built.data} and {built.manifest}: {manifest['counts']}; stand-ins "
+                  f"{manifest['stand_in_fingerprints']}")
 
 
 @data_app.command("validate")

@@ -91,6 +91,24 @@ def close_contact(atoms: Atoms) -> Contact | None:
     return None
 
 
+#: attribute of a record whose structure :func:`screen` found free of overlapping atoms: the
+#: structure hash it had then (a record whose atoms were edited since is checked again)
+CHECKED_ATTR = "_no_overlap_hash"
+
+
+def mark_checked(record) -> None:
+    """Note on ``record`` (a frozen dataclass; the note travels with it when pickled, e.g. to
+    a Dask worker or the data set cache) that its current structure has no overlapping atoms."""
+    object.__setattr__(record, CHECKED_ATTR, record.content_hash)
+
+
+def already_checked(record) -> bool:
+    """Whether :func:`screen` cleared ``record``'s current structure (saves the evaluation its
+    own check: a neighbour list, milliseconds per structure, as long as a fast model's call)."""
+    mark = getattr(record, CHECKED_ATTR, None)
+    return mark is not None and mark == record.content_hash
+
+
 def screen(dataset, path: object | None = None):
     """Check every record of a :class:`~surfbench.records.Dataset` (bulks and slabs): a
     record with overlapping atoms is a :class:`~surfbench.data.errors.DataError` naming the
@@ -103,6 +121,8 @@ def screen(dataset, path: object | None = None):
         if getattr(record, "atoms", None) is None:  # a reference-value record without a structure
             continue
         contact = close_contact(record.atoms)
+        if contact is None or contact.severity != "error":
+            mark_checked(record)
         if contact is None:
             continue
         line = f"record {record.id}: {contact.message}"

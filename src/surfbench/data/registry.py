@@ -45,6 +45,12 @@ def _mp_surfaces(data_dir: str | os.PathLike | None = None, download: bool = Tru
     return mp_surfaces.load(manifests[-1])
 
 
+def _synthetic(data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    from surfbench.data import synthetic
+
+    return synthetic.load(synthetic.find_manifest(data_dir))
+
+
 def _mse21(data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
     from surfbench.data.mse21 import load_mse21
 
@@ -84,6 +90,18 @@ DATASETS: dict[str, DatasetInfo] = {
         licence="no licence file in the source repository; cite the paper",
         loader=_mse21,
     ),
+    "synthetic-paper-scale": DatasetInfo(
+        name="synthetic-paper-scale",
+        description=(
+            "SYNTHETIC, not DFT: a paper-sized rehearsal set (about 1500 slabs of 72 elements cut with "
+            "pymatgen from ASE's reference crystals) with energies from stand-in models (EMT, "
+            "M3GNet-MP), for measuring cost and scaling only; built with 'surfbench data build "
+            "synthetic-paper-scale'"
+        ),
+        reference="none: synthetic (see the build's manifest)",
+        licence="generated locally",
+        loader=_synthetic,
+    ),
 }
 
 
@@ -96,8 +114,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
 
     if name not in DATASETS and Path(name).is_file():
         if name.endswith(".manifest.json"):
+            from surfbench.data import synthetic
             from surfbench.data.mp_surfaces import load
 
+            if synthetic.is_synthetic_manifest(name):
+                return screen(synthetic.load(name), name)
             return screen(load(name), name)
         from surfbench.data.userdata import load_user_dataset
 

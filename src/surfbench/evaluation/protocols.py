@@ -83,10 +83,17 @@ class StaticProtocol(Protocol):
 
     name = "static"
 
-    def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
+    def calc_record(self, record, calculator: Calculator, bulk_result: dict | None = None) -> Outcome:
+        from surfbench.data.contacts import already_checked
+
+        return self.calc(record.atoms, calculator, check_contacts=not already_checked(record))
+
+    def calc(self, atoms: Atoms, calculator: Calculator, *, check_contacts: bool = True) -> Outcome:
+        """``check_contacts=False`` skips the overlapping-atoms check for a structure already
+        checked (a record of a loaded data set, see :func:`surfbench.data.contacts.screen`)."""
         work = atoms.copy()
         work.pbc = True
-        if (impossible := impossible_structure(work)) is not None:
+        if check_contacts and (impossible := impossible_structure(work)) is not None:
             return impossible
         work.calc = calculator
         t0 = time.perf_counter()

@@ -290,16 +290,9 @@ class ResultStore:
         """The ``records`` row of a record; ``lattice``: a bulk's (conventional lattice JSON,
         space group) when already known (else the symmetry analysis is run)."""
         if isinstance(r, BulkRecord):
-            from surfbench.data.geometry import conventional_cell
+            from surfbench.data.geometry import bulk_lattice
 
-            if lattice is not None:
-                lattice_json, spacegroup = lattice
-            else:
-                try:
-                    cell, spacegroup, _ = conventional_cell(r.atoms)
-                    lattice_json = json.dumps(cell.tolist())
-                except Exception:  # symmetry analysis failing must not stop a run; Wulff shapes need it
-                    lattice_json, spacegroup = None, None
+            lattice_json, spacegroup = lattice if lattice is not None else bulk_lattice(r)
             return (dataset, r.id, "bulk", r.element, r.split, None, None, None, r.n_atoms, None,
                     r.energy_ev, None, r.energy_per_atom_ev, None, r.content_hash, r.source,
                     lattice_json, spacegroup)

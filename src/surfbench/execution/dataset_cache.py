@@ -50,6 +50,15 @@ def input_files(name: str, data_dir: str | os.PathLike | None = None) -> list[Pa
                  for f in sorted([*folder.glob("mlearn/*/*.json"), *folder.glob("ace_zuo2020/*")]) if f.is_file()]
         names = {f"{f.parent.name}/{f.name}" for f in files}
         return files if "ace_zuo2020/ZuoEtAl2020.tar.gz" in names and len(names) > 1 else None
+    if name == "synthetic-paper-scale":
+        from surfbench.data import synthetic
+        from surfbench.data.errors import DataError
+
+        try:
+            manifest = synthetic.find_manifest(data_dir)
+        except DataError:
+            return None
+        return [manifest, manifest.parent / synthetic.read_manifest(manifest)["file"]]
     return None
 
 
@@ -97,6 +106,10 @@ def load_dataset_cached(name: str, data_dir: str | os.PathLike | None = None) ->
         except Exception:  # a truncated or foreign file: rebuild it
             pass
     ds = load_dataset(name, data_dir)
+    from surfbench.data.geometry import bulk_lattice
+
+    for bulk in ds.bulks.values():  # the store needs it for every new store: analysed once here
+        bulk_lattice(bulk)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:

@@ -17,7 +17,7 @@ from surfbench.execution.guarded import CRASHED, TIMEOUT, GuardedEvaluator
 from surfbench.execution.model_info import count_parameters, torch_threads
 from surfbench.models.base import LoadedModel
 
-__all__ = ["CRASHED", "TIMEOUT", "evaluate_task", "model_key", "portable"]
+__all__ = ["CRASHED", "TIMEOUT", "evaluate_chunk", "evaluate_task", "model_key", "portable"]
 
 _CALCULATORS: dict[str, tuple[Any, dict[str, Any]]] = {}
 _GUARDS: dict[str, GuardedEvaluator] = {}
@@ -70,12 +70,24 @@ def evaluate_task(
         return outcome, dict(guard.info)
     n_threads = _threads_once(threads)
     if key not in _CALCULATORS:
+        # runs evaluate one model after the other: a worker keeps only the model in use, so
+        # that a run of ten models does not hold ten models in every worker's memory
+        _CALCULATORS.clear()
         # built on a copy: the object Dask holds (and may pickle to move or spill) stays
         # free of the calculator, its torch modules and worker pipes
         calculator = portable(model).calculator
         _CALCULATORS[key] = (calculator, {**calculator_info(calculator), "threads": n_threads, "pid": os.getpid()})
     calculator, info = _CALCULATORS[key]
     return protocol.calc_record(record, calculator, bulk_result), dict(info)
+
+
+def evaluate_chunk(
+    key: str, model: LoadedModel, protocol: Protocol, items: list, threads: int | None = None,
+    timeout_s: float | None = None, *, warmup_allowance_s: float | None = None,
+) -> list[tuple[Outcome, dict[str, Any]]]:
+    """:func:`evaluate_task` for each (record, bulk result) of ``items``, in order."""
+    return [evaluate_task(key, model, protocol, record, bulk, threads, timeout_s, warmup_allowance_s=warmup_allowance_s)
+            for record, bulk in items]
 
 
 def close_guards() -> None:

@@ -31,9 +31,20 @@ def _pick(m: pd.DataFrame, quantity: str, **where: object) -> dict:
     return sel.iloc[0].to_dict()
 
 
+def synthetic_tag(console: Console, results: pd.DataFrame, title: str) -> str:
+    """For a synthetic data set (:mod:`surfbench.data.synthetic`): print its banner and return
+    the title marked SYNTHETIC, so that no table of it passes for DFT data."""
+    from surfbench.data.synthetic import BANNER, is_synthetic
+
+    if "dataset" in results and any(is_synthetic(d) for d in results["dataset"].dropna().unique()):
+        console.print(f"[bold yellow]{BANNER}[/]")
+        return f"SYNTHETIC (not DFT): {title}"
+    return title
+
+
 def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
     """Overall, per-element and per-Miller-index tables for the results of one run."""
-    title = escape(title)
+    title = escape(synthetic_tag(console, results, title))
     bulks, slabs = bulk_predictions(results), slab_predictions(results)
     overall = metrics(bulks, slabs)
     t = Table(title=f"{title}: overall", title_justify="left")
@@ -107,6 +118,7 @@ def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
 def render_comparison(console: Console, results: pd.DataFrame, title: str) -> None:
     """One table comparing several runs (models) on one data set: gamma RMSE per element and
     overall, with the bulk and slab energy RMSE overall (Table I layout of Focassio et al.)."""
+    title = synthetic_tag(console, results, title)
     bulks, slabs = bulk_predictions(results), slab_predictions(results)
     overall = metrics(bulks, slabs)
     per_el = metrics(bulks, slabs, by="element")

@@ -226,6 +226,7 @@ def _csv_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- HTML pieces
 _CSS = """
+header p.synthetic{background:#fff3b0;color:#222;border:2px solid #c90;padding:6px}
 body{font-family:Arial,Helvetica,sans-serif;margin:0;color:#222;background:#fafbfc;line-height:1.45}
 header{background:#1f3a5f;color:#fff;padding:18px 32px}
 header h1{margin:0 0 6px 0;font-size:26px} header p{margin:2px 0;color:#dfe7f1}
@@ -312,6 +313,55 @@ class _SubsetView:
         return self._subset.frame(self._store.reference_results(*args, **kwargs))
 
 
+#: most bulks whose Wulff shapes are drawn (two figures); the numbers of all are in the tables
+MAX_WULFF_BULKS = 12
+
+
+def _wulff_shown(wulff: pd.DataFrame, dft_w: pd.DataFrame) -> tuple[list[str] | None, int]:
+    """(bulk ids to draw, number of bulks): None (all) up to :data:`MAX_WULFF_BULKS`, else the
+    bulks with the largest |area-weighted gamma, model - DFT| of any model (bulks without a
+    model shape last, by id)."""
+    ids = sorted(set(wulff.get("bulk_id", pd.Series(dtype=object))) | set(dft_w.get("bulk_id", pd.Series(dtype=object))))
+    if len(ids) <= MAX_WULFF_BULKS:
+        return None, len(ids)
+    delta = (wulff.loc[wulff["source"] == "model"].assign(d=lambda f: f["delta_weighted_gamma"].abs())
+             .groupby("bulk_id")["d"].max())
+    ranked = sorted(ids, key=lambda b: (-(delta.get(b, np.nan) if np.isfinite(delta.get(b, np.nan)) else -1.0), b))
+    return ranked[:MAX_WULFF_BULKS], len(ids)
+
+
+def _only_bulks(shown, wulff, shapes, dft_w, dft_shapes):
+    if shown is None:
+        return wulff, shapes, dft_w, dft_shapes
+    keep = set(shown)
+    return (wulff[wulff["bulk_id"].isin(keep)], {k: v for k, v in shapes.items() if k[1] in keep},
+            dft_w[dft_w["bulk_id"].isin(keep)] if not dft_w.empty else dft_w,
+            {k: v for k, v in dft_shapes.items() if k in keep})
+
+
+def _ptables_in_background(bulks: pd.DataFrame, slabs: pd.DataFrame, order: list[str]):
+    """The per-model periodic tables (about 2 s each with pymatviz) drawn in a child process
+    while this one computes the rest, when there are several models and CPU cores; returns a
+    function that gives them."""
+    import os
+
+    if len(order) < 3 or (os.cpu_count() or 1) < 2:
+        figures = rf.element_rmse_ptables(bulks, slabs, order)
+        return lambda: figures
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    future = pool.submit(rf.element_rmse_ptables, bulks, slabs, order)
+
+    def result():
+        try:
+            return future.result()
+        finally:
+            pool.shutdown()
+
+    return result
+
+
 def build_report(
     store, dataset: str | None, models: list[str] | str | None = None, protocol: str = "static",
     output: str | Path = Path("report.html"), *, png: bool = True, n_boot: int = 2000, seed: int = 0,
@@ -355,6 +405,7 @@ def build_report(
     per_miller = metrics(bulks, slabs, by="miller")
     fails = failure_counts(bulks, slabs)
     coverage = _coverage(overall, fails, order, info)
+    ptables = _ptables_in_background(bulks, slabs, order)  # the slowest figures, drawn meanwhile
     comparison, pairs = rf.comparison_table(bulks, slabs, info, n_boot=n_boot, seed=seed, ci=ci)
     corr, n_corr = rf.error_correlation_matrix(slabs, order) if not slabs.empty else (pd.DataFrame(), 0)
     from surfbench.analysis.facets import facet_ordering, wulff_analysis
@@ -382,7 +433,7 @@ def build_report(
     figs.add("gamma-rmse-per-element", "elements", rf.element_rmse_heatmap(bulks, slabs, order),
              "RMSE of γ per element and model, with the mean signed error (negative: γ too low) below each value; "
              "the periodic tables below add the bulk and slab energy errors.")
-    for m, fig in rf.element_rmse_ptables(bulks, slabs, order).items():
+    for m, fig in ptables().items():
         figs.add(f"ptable-{_slug(m)}", "elements", fig,
                  f"{_e(m)}: RMSE per element. Tile bottom: γ (J/m²); upper left: bulk energy per atom; upper right: "
                  "slab energy per atom (eV/atom). The colour scales are the same for every model; light grey: element "
@@ -401,12 +452,17 @@ def build_report(
                  "Kendall τ between the DFT and the model ranking of all facets of a bulk (1: same order, "
                  "0: unrelated, −1: reversed); ✓ / ✗: the model's lowest-γ facet is / is not DFT's.")
         figs.add("facet-ordering-table", None, rf.facet_ordering_table(facets, order, dft_facets))
-    for k, fig in enumerate(rf.wulff_figures(wulff, shapes, dft_w, dft_shapes, order)):
+    shown, n_bulks_w = _wulff_shown(wulff, dft_w)
+    picked = ("" if shown is None else
+              f" Drawn for the {len(shown)} of {n_bulks_w} bulks with the largest |γ̄ model − DFT| of any model (more "
+              "shapes would make the page too heavy to open); γ̄ and the area fractions of every bulk are in the "
+              "table below and in the report's wulff CSV and JSON.")
+    for k, fig in enumerate(rf.wulff_figures(*_only_bulks(shown, wulff, shapes, dft_w, dft_shapes), order)):
         figs.add(f"wulff-shapes-{k + 1}", "wulff", fig,
                  "Wulff shapes from the lowest γ of each Miller index, DFT (top row) and each model, seen along the "
                  "same direction, each scaled to the same volume so that shapes, not sizes, are compared. "
                  "γ̄: area-weighted surface energy (J/m²), model − DFT in brackets. Hover a facet for its γ and "
-                 "area fraction.")
+                 "area fraction." + picked)
 
     from surfbench.report import md_figures
 
@@ -456,8 +512,15 @@ def build_report(
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     n_slabs = int((records["kind"] == "slab").sum())
     n_bulks = int((records["kind"] == "bulk").sum())
+    from surfbench.data.synthetic import BANNER, is_synthetic
+
+    synthetic = is_synthetic(dataset)
+    title = title or f"surfbench report: {dataset}"
+    if synthetic and not title.startswith("SYNTHETIC"):
+        title = f"SYNTHETIC data, not DFT: {title}"
     meta = {
-        "title": title or f"surfbench report: {dataset}", "surfbench_version": __version__,
+        "title": title, "surfbench_version": __version__,
+        "synthetic": synthetic, "synthetic_banner": BANNER if synthetic else None,
         "generated_utc": generated, "dataset": dataset, "protocol": protocol, "store": str(Path(store.path).resolve()),
         "dataset_counts": {"slabs": n_slabs, "bulks": n_bulks,
                            "elements": sorted(records["element"].dropna().unique().tolist())},
@@ -707,7 +770,9 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
         f"<title>{_e(meta['title'])}</title><style>{_CSS}</style>"
         f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
         f"<header><h1>{_e(meta['title'])}</h1>"
-        f"<p>data set {_e(meta['dataset'])} · protocol {_e(meta['protocol'])} · {len(order)} model(s) · "
+        + (f"<p class='synthetic'><b>{_e(meta['synthetic_banner'])}.</b> Errors below are against stand-in "
+           "energies: they measure cost and scaling, not accuracy.</p>" if meta.get("synthetic") else "")
+        + f"<p>data set {_e(meta['dataset'])} · protocol {_e(meta['protocol'])} · {len(order)} model(s) · "
         f"generated {_e(meta['generated_utc'])} (UTC) by surfbench {_e(meta['surfbench_version'])}</p>"
         f"<p>store {_e(meta['store'])}</p></header><nav>{nav}</nav><main>{''.join(parts)}</main></body></html>\n"
     )
