@@ -216,6 +216,13 @@ def step_report(work: Path, args) -> None:
         total = sum(f.stat().st_size for f in out.parent.rglob("*") if f.is_file())
         print(f"  report ({k} models): {wall:.1f} s, peak RSS {rss:.2f} GB, HTML {out.stat().st_size / 1e6:.1f} MB "
               f"(folder {total / 1e6:.1f} MB); {load()}")
+    one = work / "speed-run"  # the speed step's store: one model only
+    if (one / "surfbench.sqlite").is_file():
+        for where in (one, work / "store"):
+            wall, rss, _ = timed(sb("report", "--workdir", str(where), "--dataset", DATASET, "--models", args.model,
+                                    "--output", str(work / f"report-one-{where.name}" / "report.html"), "--no-png"))
+            print(f"  report of {args.model} from the store {where.name} ({'1 model' if where == one else 'all models'} "
+                  f"stored): {wall:.1f} s, peak RSS {rss:.2f} GB; {load()}")
     errors = chromium_console_errors(work / f"report-{sizes[-1]}" / "report.html")
     print("chromium: not found" if errors is None else
           f"chromium console errors: {len(errors)}" + "".join(f"\n    {e}" for e in errors[:10]))

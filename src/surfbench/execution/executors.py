@@ -106,10 +106,11 @@ MIN_TASKS_PER_WORKER = 8
 def auto_chunk_size(n_items: int, n_workers: int) -> int:
     """Structures per Dask task: up to :data:`MAX_CHUNK`, while every worker still gets at
     least :data:`MIN_TASKS_PER_WORKER` tasks. A task costs the coordinator and the scheduler
-    milliseconds of CPU, as much as a fast model's structure; measured on 1538 synthetic slabs
-    with M3GNet, one task per structure left 2 workers 1.4x faster than 1 on 2 cores. A
-    chunk's results come back (and are stored) together: a killed run loses at most the
-    chunks in flight, up to MAX_CHUNK structures per worker."""
+    milliseconds of CPU, as much as a fast model's structure (on 1538 synthetic slabs with
+    M3GNet the chunks alone did not change the 2-worker speed-up; the workers' settings did,
+    see :data:`NO_MALLOC_TRIM` and :data:`QUIET_WORKERS`). A chunk's results come back (and
+    are stored) together: a killed run loses at most the chunks in flight, up to MAX_CHUNK
+    structures per worker."""
     return max(1, min(MAX_CHUNK, n_items // max(1, n_workers * MIN_TASKS_PER_WORKER)))
 
 
