@@ -36,7 +36,8 @@ def test_build_counts_manifest_and_tags(built):
     assert manifest["counts"] == {"elements": 2, "bulks": 2, "slabs": 26,
                                   "atoms_in_slabs": manifest["counts"]["atoms_in_slabs"]}
     ds = load_dataset(str(built.manifest))
-    assert ds.name.startswith("synthetic")
+    assert ds.name.startswith("synthetic") and synthetic.is_synthetic(ds.name)
+    assert not synthetic.is_synthetic("/home/me/synthetic-dft.extxyz")  # a user's own DFT file is not tagged
     assert all(r.id.startswith("SYNTHETIC/") for r in [*ds.bulks.values(), *ds.surfaces])
     assert all(r.source.startswith("SYNTHETIC stand-in emt") for r in [*ds.bulks.values(), *ds.surfaces])
     assert any("not DFT" in n for n in ds.notes)

@@ -61,8 +61,9 @@ MIN_VACUUM_A = 10.0
 
 
 def is_synthetic(name: str | None) -> bool:
-    """Whether a data set (by its stored name) is a synthetic rehearsal set."""
-    return bool(name) and Path(str(name)).name.lower().startswith("synthetic")
+    """Whether a data set (by its stored name) is the synthetic rehearsal set (a user's own
+    file that happens to be called synthetic-something is not)."""
+    return str(name) == NAME
 
 
 def candidate_elements() -> list[str]:
@@ -309,8 +310,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read the manifest: {exc}", path=path) from None
     if manifest.get("synthetic") is not True or not is_synthetic(manifest.get("name")):
-        raise DataError("not a synthetic data set's manifest ('synthetic': true and a name starting with "
-                        "'synthetic' are required)", path=path)
+        raise DataError(f"not a synthetic data set's manifest ('synthetic': true and the name {NAME!r} are "
+                        "required)", path=path)
     for key in ("file", "sha256", "counts", "stand_ins"):
         if key not in manifest:
             raise DataError(f"manifest has no {key!r}", path=path)
