@@ -25,9 +25,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +33,8 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from surfbench.data.errors import DataError
-from surfbench.data.sources import sha256_of
+from surfbench.data.sources import BuiltFiles, read_manifest_json, sha256_of
+from surfbench.models.base import package_version
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, in_plane_area_a2
 
 FORMAT_VERSION = 1
@@ -102,22 +101,6 @@ def _validate_thermo_doc(raw: Any, where: str):
         raise DataError(f"not a valid emmet-core ThermoDoc: {exc}", record=where) from None
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for dist in ("surfbench", "emmet-core", "mp-api", "pymatgen"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not-installed"
-    return out
-
-
-@dataclass(frozen=True)
-class BuiltFiles:
-    data: Path
-    manifest: Path
-
-
 def build(source: SurfaceSource, output_dir: str | os.PathLike, elements: Iterable[str] | None = None) -> BuiltFiles:
     """Fetch, validate and write the data set; returns the data file and its manifest."""
     db_version = source.db_version()
@@ -150,7 +133,7 @@ def build(source: SurfaceSource, output_dir: str | os.PathLike, elements: Iterab
             "elements": len({d.pretty_formula for d in surface_docs}),
             "thermo_docs": len(thermo_docs),
         },
-        "versions": _versions(),
+        "versions": {d: package_version(d) for d in ("surfbench", "emmet-core", "mp-api", "pymatgen")},
         "reference": "Tran et al., Sci. Data 3, 160080 (2016)",
         "licence": "CC BY 4.0 (Materials Project data)",
     }
@@ -160,15 +143,7 @@ def build(source: SurfaceSource, output_dir: str | os.PathLike, elements: Iterab
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the manifest: {exc}", path=path) from None
-    for key in ("file", "sha256", "db_version", "counts"):
-        if key not in manifest:
-            raise DataError(f"manifest has no {key!r}", path=path)
-    return manifest
+    return read_manifest_json(path, ("file", "sha256", "db_version", "counts"))
 
 
 def load(manifest_path: str | os.PathLike, expected_sha256: str | None = None) -> Dataset:

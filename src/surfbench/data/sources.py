@@ -113,3 +113,32 @@ def fetch(pinned: PinnedFile, data_dir: str | os.PathLike | None = None, *, down
             path=pinned.relpath,
         ) from exc
     return Path(got)
+
+
+@dataclass(frozen=True)
+class BuiltFiles:
+    """What a data set builder wrote: the data file and its manifest."""
+
+    data: Path
+    manifest: Path
+
+
+def read_manifest_json(path: str | os.PathLike, required: tuple[str, ...]) -> dict:
+    """A built data set's manifest (JSON) with the ``required`` keys, or a :class:`DataError`
+    naming the file."""
+    import json
+
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the manifest: {exc}", path=path) from None
+    return require_keys(manifest, required, path)
+
+
+def require_keys(manifest: dict, required: tuple[str, ...], path: str | os.PathLike) -> dict:
+    """``manifest`` if it has every ``required`` key, else a :class:`DataError` naming the file."""
+    for key in required:
+        if key not in manifest:
+            raise DataError(f"manifest has no {key!r}", path=path)
+    return manifest

@@ -33,7 +33,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +42,8 @@ import numpy as np
 from ase import Atoms
 
 from surfbench.data.errors import DataError
-from surfbench.data.sources import cache_dir, search_path, sha256_of
+from surfbench.data.sources import BuiltFiles, cache_dir, read_manifest_json, require_keys, search_path, sha256_of
+from surfbench.models.base import package_version
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, in_plane_area_a2
 
 NAME = "synthetic-paper-scale"
@@ -169,16 +169,6 @@ def _energy(atoms: Atoms, calculator) -> float:
     return float(atoms.get_potential_energy())
 
 
-def _versions(extra: Iterable[str] = ()) -> dict[str, str]:
-    out = {}
-    for dist in ("surfbench", "ase", "pymatgen", "spglib", "numpy", *extra):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not-installed"
-    return out
-
-
 #: changes whenever the cut or the settings change: per-element parts of older builds are redone
 SETTINGS_VERSION = 1
 
@@ -220,12 +210,6 @@ def _build_element(element: str, models: StandIns) -> dict[str, Any]:
     if not all(math.isfinite(e) for e in energies):
         raise DataError(f"{element}: stand-in {models.name_for(element)} gave a non-finite energy")
     return {"bulks": bulks, "slabs": slabs}
-
-
-@dataclass(frozen=True)
-class BuiltFiles:
-    data: Path
-    manifest: Path
 
 
 def build(
@@ -296,7 +280,7 @@ def build(
                    "atoms_in_slabs": sum(len(s["atoms"]["numbers"]) for s in slabs)},
         "skipped": skipped,
         "seconds_per_element": seconds,
-        "versions": _versions(("torch", "matgl")),
+        "versions": {d: package_version(d) for d in ("surfbench", "ase", "pymatgen", "spglib", "numpy", "torch", "matgl")},
     }
     man = out / f"{NAME}.manifest.json"
     man.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -304,18 +288,11 @@ def build(
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the manifest: {exc}", path=path) from None
+    manifest = read_manifest_json(path, ())
     if manifest.get("synthetic") is not True or not is_synthetic(manifest.get("name")):
         raise DataError(f"not a synthetic data set's manifest ('synthetic': true and the name {NAME!r} are "
                         "required)", path=path)
-    for key in ("file", "sha256", "counts", "stand_ins"):
-        if key not in manifest:
-            raise DataError(f"manifest has no {key!r}", path=path)
-    return manifest
+    return require_keys(manifest, ("file", "sha256", "counts", "stand_ins"), path)
 
 
 def is_synthetic_manifest(path: str | os.PathLike) -> bool:
