@@ -174,6 +174,11 @@ def test_user_frames_copy_of_a_slab_is_held_out(tmp_path):
 def test_presets():
     for method in presets.METHODS:
         assert method in TRAINERS
+        if method == "readout":  # a closed-form ridge fit of energies: no epochs, no loss weights
+            for preset in presets.PRESET_NAMES:
+                s = presets.resolve(method, preset, FINETUNE)
+                assert s["alpha_grid"] == [1e-8, 1e3, 23] and s["cv_folds"] == 5 and s["n_valid"] == 0
+            continue
         paper = presets.resolve(method, "paper", FINETUNE if method in ("chgnet", "sevennet") else SCRATCH)
         assert paper["epochs"] == 200 and paper["patience"] == 50 and paper["preset"] == "paper"
         for preset in presets.PRESET_NAMES:
@@ -190,6 +195,7 @@ def test_presets():
     with pytest.raises(TrainingError, match="key=value"):
         presets.parse_overrides(["epochs"])
     assert "| mace | scratch | paper | 200 | 50 |" in presets.preset_table()
+    assert "| readout | finetune | paper | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | frozen foundation" in presets.preset_table()
 
 
 def test_names_are_registry_names():

@@ -18,22 +18,25 @@ One interface: :func:`site_descriptors` ``(atoms_list, method, model=None) -> li
 * ``method="model"``: the invariant per-atom features a potential computes before its energy
   read-out, from a loaded model (:class:`surfbench.models.base.LoadedModel`):
 
-  - CHGNet: ``CHGNet.predict_structure(..., return_atom_feas=True)["atom_fea"]`` (64 per atom),
-    the atom features after the last interaction block;
-  - SevenNet: the node features ``x`` of the model's output after ``reduce_input_to_hidden``
-    (the invariant hidden layer the per-atom energy is read from);
+  - SevenNet, CHGNet and matgl's TensorNet / M3GNet: the input of the model's per-atom
+    energy read-out, taken by :class:`surfbench.models.features.FeatureTap` from one
+    energy-only forward pass, which also gives the model's energy (eV; cached beside the
+    features, :func:`model_energies_and_features`); SevenNet: the node features after
+    ``reduce_input_to_hidden`` (64 per atom), CHGNet: the atom features after the last atom
+    convolution (64), TensorNet: the node features entering ``final_layer`` (128);
   - MACE: ``MACECalculator.get_descriptors(atoms, invariants_only=True)``, the invariant
     node features of every interaction layer, concatenated.
 
-  Other families (matgl's M3GNet/TensorNet, MatterSim, MTP, NequIP, ASE calculators) are not
-  wired up here and raise :class:`DescriptorError` saying so.
+  Other families (MatterSim, MTP, NequIP, SNAP, ASE calculators) are not wired up here and
+  raise :class:`DescriptorError` saying so.
 
 Structures are evaluated as fully periodic cells (as surfbench evaluates energies): a slab's
 vacuum separates its periodic images.
 
 Cache: :class:`DescriptorCache` keeps one ``.npz`` per settings key in a folder (by default
 ``surfbench-descriptors/`` beside the result store), an array per structure hash
-(:func:`surfbench.records.structure_hash`), in float32.
+(:func:`surfbench.records.structure_hash`), in float32; a tapped model's energies (eV, float64)
+lie beside them in ``<key>.energies.json``.
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ class DescriptorSettings:
     def key(self) -> str:
         """A short hash of the settings (file name of the cache)."""
         payload = asdict(self)
-        if self.method == "model":  # SOAP parameters do not apply
-            payload = {"method": "model", "model": self.model}
+        if self.method == "model":  # SOAP parameters do not apply; v2: the read-out input of a tapped model
+            payload = {"method": "model", "model": self.model, "features": 2}
         text = json.dumps(payload, sort_keys=True)
         return f"{self.method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
@@ -156,6 +159,33 @@ class DescriptorCache:
         (self.folder / f"{settings.key}.json").write_text(json.dumps(asdict(settings), indent=1), encoding="utf-8")
 
 
+    def _energies_path(self, settings: DescriptorSettings) -> Path:
+        return self.folder / f"{settings.key}.energies.json"
+
+    def get_energies(self, settings: DescriptorSettings, hashes: Sequence[str]) -> list[float | None]:
+        """Energies (eV) stored with a tapped model's features, by structure hash (None: not stored)."""
+        if f"{settings.key}.energies" not in self._loaded:
+            path = self._energies_path(settings)
+            try:
+                data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            except (OSError, ValueError) as exc:
+                raise DescriptorError(f"descriptor cache {path} cannot be read ({exc}); delete it") from exc
+            self._loaded[f"{settings.key}.energies"] = data
+        data = self._loaded[f"{settings.key}.energies"]
+        return [data.get(h) for h in hashes]
+
+    def put_energies(self, settings: DescriptorSettings, new: dict[str, float]) -> None:
+        if not new:
+            return
+        self.get_energies(settings, [])
+        data = self._loaded[f"{settings.key}.energies"]
+        data.update({h: float(e) for h, e in new.items()})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._energies_path(settings)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+
     def get_matrix(self, name: str) -> np.ndarray | None:
         """A derived array stored under ``name`` (e.g. a structure kernel), or None."""
         path = self.folder / f"{name}.npy"
@@ -203,34 +233,6 @@ def _periodic(atoms: Atoms) -> Atoms:
     return work
 
 
-def _chgnet_features(inner, atoms_list: Sequence[Atoms]) -> list[np.ndarray]:
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    out = []
-    for atoms in atoms_list:
-        pred = inner.model.predict_structure(AseAtomsAdaptor.get_structure(_periodic(atoms)), return_atom_feas=True)
-        out.append(np.asarray(pred["atom_fea"], dtype=float).reshape(len(atoms), -1))
-    return out
-
-
-def _sevenn_features(inner, atoms_list: Sequence[Atoms]) -> list[np.ndarray]:
-    import sevenn._keys as KEY
-    import torch
-    from sevenn.atom_graph_data import AtomGraphData
-    from sevenn.train.dataload import unlabeled_atoms_to_graph
-
-    out = []
-    for atoms in atoms_list:
-        data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(_periodic(atoms), inner.cutoff, with_shift=False))
-        if getattr(inner, "modal", None):
-            data[KEY.DATA_MODALITY] = inner.modal
-        data.to(inner.device)
-        with torch.enable_grad():  # the model computes forces by autograd
-            result = inner.model(data)
-        out.append(result[KEY.NODE_FEATURE].detach().cpu().numpy().astype(float).reshape(len(atoms), -1))
-    return out
-
-
 def _mace_features(inner, atoms_list: Sequence[Atoms]) -> list[np.ndarray]:
     out = []
     for atoms in atoms_list:
@@ -239,35 +241,42 @@ def _mace_features(inner, atoms_list: Sequence[Atoms]) -> list[np.ndarray]:
     return out
 
 
-#: backend class name -> (family, feature function)
-_MODEL_FEATURES = {
-    "ChgnetBackend": ("CHGNet", _chgnet_features),
-    "SevenNetBackend": ("SevenNet", _sevenn_features),
-    "MaceBackend": ("MACE", _mace_features),
-}
-
-
 def model_supports_features(model) -> bool:
     """Whether surfbench can take per-site features from this loaded model."""
-    return type(model.backend).__name__ in _MODEL_FEATURES
+    return _tapped(model) or type(model.backend).__name__ == "MaceBackend"
 
 
 def _check_model(model) -> None:
     if model is None:
         raise DescriptorError("method 'model' needs a loaded model (model=load_model(name))")
-    kind = type(model.backend).__name__
-    if kind not in _MODEL_FEATURES:
-        families = ", ".join(f for f, _ in _MODEL_FEATURES.values())
+    if not model_supports_features(model):
+        from surfbench.models.features import tap_families
+
+        kind = type(model.backend).__name__
         raise DescriptorError(
             f"model {model.name} ({model.spec.family or kind}) exposes no per-site features in surfbench; "
-            f"per-site features are implemented for {families}. Use the SOAP descriptor (method 'soap') instead.")
+            f"per-site features are implemented for {tap_families()}, MACE. Use the SOAP descriptor (method 'soap') instead.")
 
 
-def _model_features(model, atoms_list: Sequence[Atoms]) -> list[np.ndarray]:
+def _tapped(model) -> bool:
+    from surfbench.models.features import supports_readout
+
+    return supports_readout(model)
+
+
+def _model_features(model, atoms_list: Sequence[Atoms]) -> tuple[list[np.ndarray], list[float] | None]:
+    """Features of each structure, and for a tapped family the model's energies (eV) of the same pass."""
+    from surfbench.models.features import FeatureError, tap_for
+
     _check_model(model)
-    _, func = _MODEL_FEATURES[type(model.backend).__name__]
-    inner = model.calculator.inner  # the family's own calculator inside surfbench's PeriodicCalculator
-    return func(inner, atoms_list)
+    if not _tapped(model):  # MACE
+        return _mace_features(model.calculator.inner, atoms_list), None
+    try:
+        tap = tap_for(model)
+        out = [tap.energy_and_features(a) for a in atoms_list]
+    except FeatureError as exc:
+        raise DescriptorError(f"model {model.name}: {exc}") from exc
+    return [h for _, h, _ in out], [e for e, _, _ in out]
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -303,12 +312,14 @@ def site_descriptors(
     for i, atoms in enumerate(atoms_list):
         if len(atoms) == 0:
             raise DescriptorError(f"structure {i} has no atoms")
+    if method == "model" and _tapped(model):  # features and energies of one pass, cached together
+        return model_energies_and_features(model, atoms_list, cache=cache)[1]
     hashes = [structure_hash(a) for a in atoms_list]
     found = cache.get(settings, hashes) if cache is not None else [None] * len(atoms_list)
     todo = [i for i, f in enumerate(found) if f is None or len(f) != len(atoms_list[i])]
     if todo:
         batch = [atoms_list[i] for i in todo]
-        computed = _soap(batch, settings) if method == "soap" else _model_features(model, batch)
+        computed = _soap(batch, settings) if method == "soap" else _model_features(model, batch)[0]
         for i, arr in zip(todo, computed):
             if not np.all(np.isfinite(arr)):
                 raise DescriptorError(f"structure {i} ({atoms_list[i].get_chemical_formula()}): "
@@ -317,3 +328,30 @@ def site_descriptors(
         if cache is not None:
             cache.put(settings, {hashes[i]: found[i] for i in todo})
     return [np.asarray(f, dtype=float) for f in found]
+
+
+def model_energies_and_features(model, atoms_list: Sequence[Atoms], *,
+                                cache: DescriptorCache | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A tapped model's energies (eV, one per structure) and per-atom features of ``atoms_list``,
+    both from one energy-only forward pass per structure not yet in ``cache`` (features in
+    float32 precision as stored, energies float64)."""
+    atoms_list = list(atoms_list)
+    settings = settings_for(atoms_list, "model", model)
+    if not _tapped(model):
+        from surfbench.models.features import tap_families
+
+        raise DescriptorError(f"model {model.name}: energies and features of one pass are implemented for "
+                              f"{tap_families()}")
+    hashes = [structure_hash(a) for a in atoms_list]
+    n = len(atoms_list)
+    feats = cache.get(settings, hashes) if cache is not None else [None] * n
+    energies = cache.get_energies(settings, hashes) if cache is not None else [None] * n
+    todo = [i for i in range(n) if feats[i] is None or energies[i] is None or len(feats[i]) != len(atoms_list[i])]
+    if todo:
+        computed, computed_e = _model_features(model, [atoms_list[i] for i in todo])
+        for i, arr, e in zip(todo, computed, computed_e):
+            feats[i], energies[i] = arr.astype(np.float32), float(e)
+        if cache is not None:
+            cache.put(settings, {hashes[i]: feats[i] for i in todo})
+            cache.put_energies(settings, {hashes[i]: energies[i] for i in todo})
+    return np.asarray(energies, dtype=float), [np.asarray(f, dtype=float) for f in feats]

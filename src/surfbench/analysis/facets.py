@@ -32,7 +32,7 @@ _TOKEN = re.compile(r"-?\d+")
 _DIGIT = re.compile(r"-?\d")
 
 _ORDER_COLUMNS = ["fingerprint", "model", "bulk_id", "element", "n_facets", "dft_top", "model_top",
-                  "dft_lowest", "model_lowest", "lowest_correct", "spearman", "kendall",
+                  "dft_lowest", "model_lowest", "lowest_correct", "lowest_excess_j_per_m2", "spearman", "kendall",
                   "top_overlap", "n_failed", "n_no_miller"]
 _WULFF_COLUMNS = ["fingerprint", "model", "bulk_id", "element", "source", "n_facets",
                   "weighted_surface_energy", "shape_factor", "anisotropy", "area_fraction",
@@ -99,7 +99,9 @@ def facet_ordering(slabs: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     Columns: ``n_facets`` (Miller indices with a gamma on both sides), ``dft_top`` /
     ``model_top`` (the ``n`` lowest facets, lowest first, Miller strings like ``"110"``),
     ``dft_lowest`` / ``model_lowest``, ``lowest_correct`` (the model's lowest facet is DFT's
-    lowest; False when there is no facet), ``spearman`` / ``kendall`` (scipy.stats
+    lowest; False when there is no facet), ``lowest_excess_j_per_m2`` (the DFT gamma of the
+    model's lowest facet minus the DFT minimum, J/m^2: 0 when it is right, small when DFT's
+    lowest facets lie close; NaN without a facet), ``spearman`` / ``kendall`` (scipy.stats
     ``spearmanr`` / ``kendalltau`` (tau-b) over all facets; NaN with fewer than 2 facets or a
     constant side), ``top_overlap`` (``len(set(dft_top) & set(model_top))``), ``n_failed``
     (slabs of the bulk without a model gamma) and ``n_no_miller`` (ok slabs without index).
@@ -132,6 +134,8 @@ def facet_ordering(slabs: pd.DataFrame, n: int = 5) -> pd.DataFrame:
             "dft_lowest": dft_lowest,
             "model_lowest": model_lowest,
             "lowest_correct": bool(dft_lowest is not None and dft_lowest == model_lowest),
+            "lowest_excess_j_per_m2": (float(per.loc[model_lowest, "dft"] - per["dft"].min())
+                                       if model_lowest is not None else np.nan),
             "spearman": spearman,
             "kendall": kendall,
             "top_overlap": len(set(dft_top) & set(model_top)),

@@ -24,9 +24,14 @@ def table(
     split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
     elements: ElementsOpt = None,
     miller: MillerOpt = None,
+    trained: Annotated[bool, typer.Option("--trained", help="Trained models per evaluation protocol (surfbench train), beside the zero-shot models on the same judged slabs, per element.")] = False,
 ) -> None:
     """Reprint the metrics of stored runs (no model or data is loaded)."""
     import pandas as pd
+
+    if trained:
+        _trained_table(workdir, dataset)
+        return
 
     from surfbench.report.console import render_comparison, render_run
 
@@ -142,3 +147,23 @@ def export(
         except ValueError as exc:
             fail(str(exc))
     console.print(f"wrote {path}")
+
+
+def _trained_table(workdir: Path, dataset: Optional[str]) -> None:
+    """``table --trained``: every training protocol's models beside the zero-shot models."""
+    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.report.protocol_console import protocol_rich_table
+    from surfbench.training.curves import protocol_table
+    from surfbench.training.pipeline import trainings
+
+    if not (workdir / STORE_NAME).is_file():
+        fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench train' first")
+    with ResultStore(workdir, read_only=True) as store:
+        tr = trainings(store)
+        names = sorted(set(tr["dataset"])) if dataset is None else [dataset_key(dataset)]
+        if tr.empty or not set(names) & set(tr["dataset"]):
+            fail(f"no training recorded in {workdir / STORE_NAME}; run 'surfbench train' first")
+        for name in names:
+            table = protocol_table(store, name)
+            console.print(protocol_rich_table(table, f"trained models on {name} by evaluation protocol "
+                                                     "(gamma on the judged slabs; 95 % bootstrap intervals)", elements=True))

@@ -10,12 +10,13 @@ import typer
 
 
 def train(
-    method: Annotated[str, typer.Option("--method", "-m", help="mace, nequip, mtp, m3gnet, chgnet or sevennet.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="mace, nequip, mtp, m3gnet, chgnet, sevennet or readout (a linear read-out on a frozen model's features: --from sevennet-0).")],
     elements: Annotated[str, typer.Option("--elements", "-e", help="Elements, comma-separated: one model for all of them.")],
     source: Annotated[str, typer.Option("--from", help="'scratch', or the model to fine-tune: a registry name or a model file/folder.")] = "scratch",
     data: Annotated[str, typer.Option("--data", help="Training frames: 'mlearn', or extxyz file(s) with energies and forces, comma-separated.")] = "mlearn",
     preset: Annotated[str, typer.Option(help="paper, cpu-quick or tiny (see the presets table in docs/commands/train.md).")] = "cpu-quick",
-    sizes: Annotated[Optional[str], typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 ('all' for the whole pool; default: all).")] = None,
+    protocol: Annotated[str, typer.Option(help="no-surfaces (no slab trained; judged on all), mlearn-split (the data's split: judged on the test-split slabs) or facet-cv (leave one facet out per element).")] = "no-surfaces",
+    sizes: Annotated[Optional[str], typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 or 10%,25%,50%,all ('all': the whole pool; default: all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split and the subsets (and of the training).")] = 0,
     include_surfaces: Annotated[bool, typer.Option("--include-surfaces", help="Keep frames of evaluated slabs in the training pool (they are held out by default).")] = False,
     store: Annotated[Path, typer.Option("--store", "--workdir", "-w", help="Project folder: result store, trained models and their registry file.")] = Path("."),
@@ -44,7 +45,7 @@ def train(
             method, source, elements=[e.strip() for e in elements.split(",") if e.strip()], store_dir=store,
             data=data, dataset=dataset, preset=preset, sizes=sizes.split(",") if sizes else None, seed=seed,
             include_surfaces=include_surfaces, device=device, overrides=overrides,
-            data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False),
+            data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False), protocol=protocol,
         )
     except (TrainingError, DataError, ValueError) as exc:
         fail(str(exc))
@@ -53,10 +54,13 @@ def train(
     def num(v, fmt="{:.3f}"):
         return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
+    if len(result.folds) > 1:
+        _print_pooled(result, store, console)
+        return
     rows = ([result.zero_shot] if result.zero_shot else []) + result.models
     n_test = rows[0].frames.get("n_frames", 0) if rows else 0
-    t = Table(title=f"{result.curve}: gamma on {result.split.summary()['n_evaluated_slabs']} held-out slabs, "
-                    f"energy/forces on {n_test} test frames")
+    t = Table(title=f"{result.curve}: gamma on {result.split.summary()['n_evaluated_slabs']} judged slabs "
+                    f"({result.protocol}), energy/forces on {n_test} test frames")
     for col in ("model", "n_train", "gamma RMSE (J/m^2)", "gamma MSE", "E RMSE (eV/atom)", "F RMSE (eV/A)",
                 "train wall (s)", "peak RSS (MB)", "parameters", ""):
         t.add_column(col)
@@ -70,3 +74,19 @@ def train(
     console.print(t)
     console.print(f"store: {Path(store) / 'surfbench.sqlite'}; registry of trained models: "
                   f"{Path(store) / 'trained-models.yaml'} ('surfbench report --workdir {store}' shows the curves)")
+
+
+def _print_pooled(result, store: Path, console) -> None:
+    """facet-cv: one row per training-set size, the folds' judged slabs pooled (each slab
+    predicted by the fold that never saw its facet), beside the zero-shot model on the same slabs."""
+    from surfbench.evaluation.store import ResultStore
+    from surfbench.report.protocol_console import protocol_rich_table
+    from surfbench.training.curves import protocol_table
+
+    with ResultStore(store, read_only=True) as st:
+        table = protocol_table(st, result.dataset, curves=[result.curve],
+                               zero_shot=[result.zero_shot.fingerprint] if result.zero_shot else [])
+    console.print(protocol_rich_table(table, title=f"{result.curve}: {len(result.folds)} folds, each slab judged by the "
+                                                   "fold that never saw its facet"))
+    console.print(f"store: {Path(store) / 'surfbench.sqlite'}; registry of trained models: "
+                  f"{Path(store) / 'trained-models.yaml'} ('surfbench table --trained --workdir {store}' prints this again)")

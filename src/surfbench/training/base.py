@@ -35,7 +35,7 @@ class TrainingError(RuntimeError):
 class TrainJob:
     """Everything a driver needs for one training run."""
 
-    method: str  # "mace" | "nequip" | "m3gnet" | "mtp" | "chgnet" | "sevennet"
+    method: str  # "mace" | "nequip" | "m3gnet" | "mtp" | "chgnet" | "sevennet" | "readout"
     mode: str  # SCRATCH | FINETUNE
     train: list[Frame]
     valid: list[Frame]
@@ -81,6 +81,7 @@ TRAINERS: dict[str, str] = {
     "m3gnet": "surfbench.training.matgl:M3gnetTrainer",
     "chgnet": "surfbench.training.chgnet:ChgnetTrainer",
     "sevennet": "surfbench.training.sevenn:SevennetTrainer",
+    "readout": "surfbench.training.readout:ReadoutTrainer",
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from surfbench.analysis.metrics import error_stats
@@ -199,3 +200,139 @@ def held_out_table(store: ResultStore, dataset: str) -> pd.DataFrame:
             "held-out frames": " ".join(held),
         })
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- protocols
+
+#: "lowest facet right" within this DFT margin (J/m^2): some elements' two lowest facets lie
+#: about this close in DFT (Si(100) and Si(111) reconstructed in mlearn: 1.284 and 1.307)
+FACET_TOL_J_PER_M2 = 0.025
+
+PROTOCOL_COLUMNS = [
+    "protocol", "group", "kind", "label", "method", "foundation", "curve", "size", "elements", "element",
+    "n_folds", "n_train", "n_judged", "n_ok", "n_common", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi",
+    "gamma_mse", "gamma_mse_lo", "gamma_mse_hi", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
+    "wall_s", "peak_rss_mb", "n_parameters", "fingerprints",
+]
+
+
+def judged_predictions(store: ResultStore, dataset: str, curves: list[str] | None = None) -> pd.DataFrame:
+    """Slab predictions of every trained group (curve and size) on its judged slabs: each slab
+    predicted by the fold that judged it (facet-cv: the fold that never saw its facet), gamma
+    with that fold's own bulk energy. Columns of :func:`surfbench.analysis.predictions.slab_predictions`
+    plus ``curve``, ``size``, ``protocol``, ``fold``, ``model`` (the fold's registry name)."""
+    tr = trainings(store)
+    tr = tr[(tr["dataset"] == dataset) & tr["fingerprint"].notna()]
+    if curves is not None:
+        tr = tr[tr["curve"].isin(curves)]
+    parts = []
+    cache: dict[str, pd.DataFrame] = {}
+    for _, r in tr.iterrows():
+        fp = r["fingerprint"]
+        if fp not in cache:
+            cache[fp] = predictions(store, dataset, fp)[1]
+        s = cache[fp]
+        if s.empty:
+            continue
+        els = set(str(r["elements"]).split(","))
+        judged = r["judged"] if isinstance(r["judged"], list) else None
+        s = s[s["record_id"].isin(set(judged))] if judged is not None else s[s["element"].isin(els)]
+        parts.append(s.assign(curve=r["curve"], size=r["size"], protocol=r["protocol"], fold=r["fold"],
+                              model=r["name"], n_train=int(r["n_train"])))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _facets_right(slabs: pd.DataFrame, tol: float) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Per element: the model's lowest facet is DFT's (strict) / within ``tol`` J/m^2 of DFT's minimum."""
+    from surfbench.analysis.facets import facet_ordering
+
+    if slabs.empty:
+        return {}, {}
+    order = facet_ordering(slabs.assign(fingerprint="pooled", model="pooled", bulk_id=slabs["element"]))
+    order = order[order["n_facets"] > 0]
+    strict = dict(zip(order["element"], order["lowest_correct"].astype(bool)))
+    tolerant = dict(zip(order["element"], (order["lowest_excess_j_per_m2"] <= tol + 1e-12)))
+    return strict, tolerant
+
+
+def _row(slabs: pd.DataFrame, common: set, element: str, n_boot: int, seed: int, tol: float) -> dict:
+    from surfbench.analysis.uncertainty import bootstrap_stats
+
+    s = slabs if element == "all" else slabs[slabs["element"] == element]
+    err = s["error_gamma_j_per_m2"].astype(float)
+    st = bootstrap_stats(err, n_boot=n_boot, seed=seed)
+    c = s[s["record_id"].isin(common)]
+    ce = c["error_gamma_j_per_m2"].astype(float)
+    strict, tolerant = _facets_right(s, tol)
+    return {"element": element, "n_judged": int(len(s)), "n_ok": int(np.isfinite(err).sum()),
+            "n_common": int(len(c)), "gamma_rmse": st["rmse"], "gamma_rmse_lo": st["rmse_lo"],
+            "gamma_rmse_hi": st["rmse_hi"], "gamma_mse": st["mse"], "gamma_mse_lo": st["mse_lo"],
+            "gamma_mse_hi": st["mse_hi"],
+            "rmse_common": float(np.sqrt(np.mean(ce ** 2))) if len(ce) else np.nan,
+            "lowest_right": int(sum(strict.values())), "lowest_right_tol": int(sum(tolerant.values())),
+            "n_elements": int(len(strict))}
+
+
+def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None = None,
+                   zero_shot: list[str] | None = None, n_boot: int = 2000, seed: int = 0,
+                   tol_j_per_m2: float = FACET_TOL_J_PER_M2) -> pd.DataFrame:
+    """Trained models per evaluation protocol, beside the zero-shot models on the same slabs.
+
+    One *block* per (protocol, elements trained): its trained groups (curve and size; a
+    facet-cv group pools its folds) and every zero-shot run of ``dataset`` (``zero_shot``: those
+    fingerprints only; None: every static run that is not a trained model) restricted to the
+    block's judged slabs. Rows per element and ``"all"``: slabs judged and with a gamma
+    (``n_judged``, ``n_ok``), gamma RMSE and mean signed error (J/m^2) with 95 % percentile
+    bootstrap intervals over the slabs (``n_boot`` resamples), ``n_common`` / ``rmse_common``
+    (the slabs every row of the block has a gamma for: the only set on which rows may be
+    ranked), the lowest facet right per element, strictly and within ``tol_j_per_m2`` of the
+    DFT minimum (counts of elements on "all" rows, of ``n_elements``), and the cost of the fits
+    (wall time summed over folds, peak memory, parameters).
+    """
+    judged = judged_predictions(store, dataset, curves)
+    if judged.empty:
+        return pd.DataFrame(columns=PROTOCOL_COLUMNS)
+    tr = trainings(store)
+    tr = tr[(tr["dataset"] == dataset) & tr["fingerprint"].notna()]
+    trained_fps = set(tr["fingerprint"])
+    runs = store.runs()
+    runs = runs[(runs["dataset"] == dataset) & (runs["protocol"] == "static") & ~runs["fingerprint"].isin(trained_fps)]
+    if zero_shot is not None:
+        runs = runs[runs["fingerprint"].isin(set(zero_shot))]
+    zs_preds = {fp: predictions(store, dataset, fp)[1] for fp in runs["fingerprint"]}
+    rows = []
+    for (protocol, elements), block in judged.assign(elements=judged["curve"].map(
+            dict(zip(tr["curve"], tr["elements"])))).groupby(["protocol", "elements"], sort=True):
+        ids = set(block["record_id"])
+        members = []  # (meta, slabs)
+        for (curve, size), g in block.groupby(["curve", "size"], sort=True):
+            meta_rows = tr[(tr["curve"] == curve) & (tr["size"] == size)]
+            first = meta_rows.iloc[0]
+            kind = KIND[first["mode"]]
+            members.append(({
+                "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "label": _label(first),
+                "method": first["method"], "foundation": first["foundation"], "curve": curve, "size": size,
+                "elements": elements, "n_folds": int(meta_rows["fold"].nunique()),
+                "n_train": float(meta_rows["n_train"].median()), "wall_s": float(meta_rows["wall_s"].sum()),
+                "peak_rss_mb": float(meta_rows["peak_rss_mb"].max()), "n_parameters": meta_rows["n_parameters"].max(),
+                "fingerprints": ",".join(sorted(set(meta_rows["fingerprint"]))),
+            }, g))
+        for _, run in runs.iterrows():
+            s = zs_preds[run["fingerprint"]]
+            s = s[s["record_id"].isin(ids)] if not s.empty else s
+            if s.empty:
+                continue
+            name = run["model"] if isinstance(run["model"], str) else run["fingerprint"]
+            members.append(({"protocol": protocol, "group": name, "kind": ZERO_SHOT, "label": name, "method": "",
+                             "foundation": "", "curve": "", "size": "", "elements": elements, "n_folds": 0,
+                             "n_train": 0.0, "wall_s": np.nan, "peak_rss_mb": np.nan, "n_parameters": np.nan,
+                             "fingerprints": run["fingerprint"]}, s))
+        ok_sets = [set(s.loc[np.isfinite(s["error_gamma_j_per_m2"].astype(float)), "record_id"]) for _, s in members]
+        common = set.intersection(*ok_sets) if ok_sets else set()
+        for meta, s in members:
+            for el in [*sorted(set(s["element"])), "all"]:
+                rows.append({**meta, **_row(s, common, el, n_boot, seed, tol_j_per_m2)})
+    out = pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
+    out["_el"] = out["element"].map(lambda e: (e == "all", e))
+    out["_k"] = out["kind"].map({ZERO_SHOT: 0, "fine-tuned": 1, "from scratch": 2})
+    return out.sort_values(["protocol", "elements", "_el", "_k", "gamma_rmse"]).drop(columns=["_el", "_k"]).reset_index(drop=True)

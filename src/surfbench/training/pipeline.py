@@ -43,6 +43,7 @@ from surfbench.data.frames import Frame
 from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, structure_hash
 from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, TrainingError, TrainJob, get_trainer
+from surfbench.training.protocols import FACET_CV, NO_SURFACES, Fold
 from surfbench.training.splits import MLEARN, SlabIndex, TrainingSplit, frame_key
 
 Echo = Callable[[str], None]
@@ -81,12 +82,20 @@ CREATE TABLE IF NOT EXISTS trainings (
     weights TEXT NOT NULL,
     log TEXT,
     config_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    protocol TEXT NOT NULL DEFAULT 'no-surfaces',
+    fold TEXT NOT NULL DEFAULT 'all',
+    judged TEXT,
+    size TEXT
 );
 """
 
+#: columns added after the table's first release: (name, SQL type and default)
+_ADDED_COLUMNS = (("protocol", "TEXT NOT NULL DEFAULT 'no-surfaces'"), ("fold", "TEXT NOT NULL DEFAULT 'all'"),
+                  ("judged", "TEXT"), ("size", "TEXT"))
+
 #: JSON columns of the trainings table
-JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot")
+JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot", "judged")
 
 
 def _now() -> str:
@@ -99,6 +108,11 @@ def _now() -> str:
 def _connection(store: ResultStore):
     con = store._con  # the store's own connection: one writer, one transaction per call
     con.executescript(_TRAININGS_SCHEMA)
+    have = {r[1] for r in con.execute("PRAGMA table_info(trainings)")}
+    with con:  # a table of an earlier release: add the protocol columns (its rows were no-surfaces, one fold)
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                con.execute(f"ALTER TABLE trainings ADD COLUMN {name} {decl}")
     return con
 
 
@@ -119,8 +133,12 @@ def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
         return pd.DataFrame(columns=["name", "fingerprint", "method", "mode", "foundation", "preset", "elements",
                                      "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
                                      "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
-                                     "weights", "log", "config_hash", "created_at"])
+                                     "weights", "log", "config_hash", "created_at", "protocol", "fold", "size"])
     df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
+    for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None)):
+        if name not in df.columns:  # a store of an earlier release, opened read-only
+            df[name] = default
+    df["size"] = [str(n) if not isinstance(v, str) else v for v, n in zip(df["size"], df["n_train"])]
     if parse:
         for c in JSON_COLUMNS:
             df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
@@ -189,21 +207,24 @@ def foundation_tag(foundation: str | None) -> str:
 
 
 def curve_id(method: str, mode: str, foundation: str | None, preset: str, elements: Sequence[str], seed: int,
-             include_surfaces: bool, overrides: dict[str, Any] | None = None) -> str:
-    """Identifies one learning curve: everything but the training-set size."""
+             include_surfaces: bool, overrides: dict[str, Any] | None = None, protocol: str = NO_SURFACES) -> str:
+    """Identifies one learning curve: everything but the training-set size (and the fold)."""
     tag = "scratch" if mode == SCRATCH else f"ft-{foundation_tag(foundation)}"
     parts = [method, tag, "-".join(e.lower() for e in elements), preset]
     if include_surfaces:
         parts.append("with-surfaces")
+    if protocol != NO_SURFACES:  # no-surfaces curves keep the names they had before protocols
+        parts.append(protocol)
     if overrides:
         parts.append("x" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:6])
     return "-".join(parts) + f"-s{seed}"
 
 
-def model_name(curve: str, n_train: int) -> str:
-    """Registry name of one model of a curve: ``<curve>`` with ``-n<size>`` before the seed."""
+def model_name(curve: str, n_train: int, fold: str = "") -> str:
+    """Registry name of one model of a curve: ``<curve>`` with the fold tag (facet-cv, e.g.
+    ``mo-110``) and ``-n<size>`` before the seed."""
     head, _, seed = curve.rpartition("-s")
-    return _slug(f"{head}-n{n_train}-s{seed}")
+    return _slug(f"{head}{'-' + fold if fold else ''}-n{n_train}-s{seed}")
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -246,12 +267,16 @@ def frame_metrics(store: ResultStore, frameset: str, fingerprint: str, frames: S
             "force_rmse_ev_per_a": fs["rmse"], "force_mae_ev_per_a": fs["mae"]}
 
 
-def surface_metrics(store: ResultStore, dataset: str, fingerprint: str, elements: set[str] | None = None) -> dict[str, Any]:
+def surface_metrics(store: ResultStore, dataset: str, fingerprint: str, elements: set[str] | None = None,
+                    judged: Sequence[str] | None = None) -> dict[str, Any]:
     """gamma (J/m^2: RMSE, MAE, mean signed error, counts), slab and bulk energy per atom
-    (eV/atom, RMSE) of one run on the slabs and bulks of ``elements`` (all when None)."""
+    (eV/atom, RMSE) of one run on the slabs and bulks of ``elements`` (all when None), over
+    the ``judged`` slabs only when given (a protocol's judged records)."""
     from surfbench.training.curves import predictions, surface_numbers
 
     bulks, slabs = predictions(store, dataset, fingerprint)
+    if judged is not None and not slabs.empty:
+        slabs = slabs[slabs["record_id"].isin(set(judged))]
     if slabs.empty:
         return {}
     return surface_numbers(bulks, slabs, set(slabs["element"]) if elements is None else set(elements))
@@ -267,9 +292,11 @@ def test_frames(split: TrainingSplit, settings: dict[str, Any]) -> list[Frame]:
 
 
 def evaluate_model(store: ResultStore, name: str, dataset: Dataset, test: Sequence[Frame], frameset: str, *,
-                   device: str = "cpu", threads: int | None = None, echo: Echo = print) -> tuple[str, dict, dict]:
+                   device: str = "cpu", threads: int | None = None, echo: Echo = print,
+                   judged: Sequence[str] | None = None) -> tuple[str, dict, dict]:
     """Evaluate a registered model on the slabs and bulks of ``dataset`` (the normal runner)
-    and on the ``test`` frames (single points); (fingerprint, surface metrics, frame metrics)."""
+    and on the ``test`` frames (single points); (fingerprint, surface metrics over the
+    ``judged`` slabs (all when None), frame metrics)."""
     from surfbench.evaluation.frames import evaluate_frames
     from surfbench.evaluation.runner import run
     from surfbench.models import ModelLoadError, load_model
@@ -283,7 +310,7 @@ def evaluate_model(store: ResultStore, name: str, dataset: Dataset, test: Sequen
         raise TrainingError(f"evaluating {name}: {exc}") from exc
     echo(f"  {name}: {summary.computed} structures computed, {summary.reused} reused, {summary.failed} failed")
     elements = {s.element for s in dataset.surfaces}
-    return (summary.fingerprint, surface_metrics(store, dataset.name, summary.fingerprint, elements),
+    return (summary.fingerprint, surface_metrics(store, dataset.name, summary.fingerprint, elements, judged),
             frame_metrics(store, frameset, summary.fingerprint, test))
 
 
@@ -303,6 +330,8 @@ class TrainingResult:
     n_parameters: int | None
     surface: dict[str, Any] = field(default_factory=dict)
     frames: dict[str, Any] = field(default_factory=dict)
+    fold: str = "all"
+    judged: tuple[str, ...] = ()
 
 
 def _config_hash(job: TrainJob, data: str) -> str:
@@ -347,14 +376,25 @@ def _entry_with_provenance(trained: TrainedModel, job: TrainJob, split: Training
     return entry
 
 
+def judged_dataset(dataset: Dataset, judged: Sequence[str]) -> Dataset:
+    """The judged slabs of ``dataset`` with the bulks they reference (what a fold is evaluated on)."""
+    keep = set(judged)
+    slabs = [x for x in dataset.surfaces if x.id in keep]
+    used = {x.bulk_id for x in slabs}
+    return Dataset(dataset.name, {k: b for k, b in dataset.bulks.items() if k in used}, slabs,
+                   list(dataset.notes), dict(dataset.provenance))
+
+
 def train_one(
-    store: ResultStore, split: TrainingSplit, method: str, mode: str, settings: dict[str, Any], n_train: int,
-    curve: str, *, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
+    store: ResultStore, fold: Fold, method: str, mode: str, settings: dict[str, Any], n_train: int,
+    curve: str, *, size: str | None = None, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
     threads: int | None = None, zero_shot: TrainingResult | None = None, echo: Echo = print,
 ) -> TrainingResult:
-    """Train (or reuse), register, evaluate and record one model of a curve."""
+    """Train (or reuse), register, evaluate and record one model of a curve: one fold of its
+    protocol, judged on the fold's slabs (facet-cv folds: on those slabs only, no test frames)."""
+    split = fold.split
     store_dir = Path(store.path).parent
-    name = model_name(curve, n_train)
+    name = model_name(curve, n_train, fold.tag)
     job = TrainJob(
         method=method, mode=mode, train=split.subset(n_train), valid=list(split.valid), elements=split.elements,
         settings=dict(settings), workdir=store_dir / TRAINED_DIR / name, name=name, device=device, seed=seed,
@@ -366,26 +406,36 @@ def train_one(
     previous = get_training(store, name)
     reuse = (previous is not None and previous["config_hash"] == config_hash
              and (store_dir / previous["weights"]).exists() and registry_file(store_dir).is_file())
+    quiet = fold.protocol == FACET_CV  # dozens of folds: one line each
     if reuse:
-        echo(f"{name}: trained before (same configuration), reusing {previous['weights']}")
+        if not quiet:
+            echo(f"{name}: trained before (same configuration), reusing {previous['weights']}")
         from surfbench.models.registry import use_project
 
         use_project(store_dir)
         wall, cpu, rss, params = previous["wall_s"], previous["cpu_s"], previous["peak_rss_mb"], previous["n_parameters"]
         settings_used, history, weights, log = previous["settings"], previous["history"], previous["weights"], previous["log"]
     else:
-        echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on {len(job.train)} "
-             f"frames, {len(job.valid)} validation frames, preset {settings.get('preset')}")
+        if not quiet:
+            echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on "
+                 f"{len(job.train)} frames, {len(job.valid)} validation frames, preset {settings.get('preset')}")
         trained = get_trainer(method).train(job)
         write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data, dataset))
         wall, cpu, rss, params = trained.wall_s, trained.cpu_s, trained.peak_rss_mb, trained.n_parameters
         settings_used, history = job.settings, trained.history
         weights = os.path.relpath(Path(trained.weights_path).resolve(), store_dir.resolve())
         log = os.path.relpath(Path(trained.log_path).resolve(), store_dir.resolve()) if trained.log_path else None
-        echo(f"  trained in {wall:.0f} s (CPU {cpu or float('nan'):.0f} s), peak memory {rss or float('nan'):.0f} MB, "
-             f"{params or '?'} parameters")
+        if not quiet:
+            echo(f"  trained in {wall:.0f} s (CPU {cpu or float('nan'):.0f} s), peak memory "
+                 f"{rss or float('nan'):.0f} MB, {params or '?'} parameters")
+    test = [] if fold.protocol == FACET_CV else test_frames(split, settings)
     fingerprint, surface, frames = evaluate_model(
-        store, name, dataset, test_frames(split, settings), frameset_of(data), device=device, threads=threads, echo=echo)
+        store, name, judged_dataset(dataset, fold.judged), test, frameset_of(data), device=device,
+        threads=threads, echo=(lambda _: None) if quiet else echo, judged=fold.judged)
+    if quiet:
+        echo(f"  fold {fold.name}: {len(job.train)} frames ({len(split.slab_frames)} slabs of other facets), "
+             f"{'reused' if reuse else f'trained in {wall:.1f} s'}; gamma error on "
+             f"{len(fold.judged)} slab(s): {_fmt_gamma(surface)}")
     put_training(store, {
         "name": name, "fingerprint": fingerprint, "method": method, "mode": mode, "foundation": foundation,
         "preset": str(settings.get("preset")), "elements": ",".join(split.elements), "data": data,
@@ -398,8 +448,16 @@ def train_one(
         "zero_shot": None if zero_shot is None else {"model": zero_shot.name, "fingerprint": zero_shot.fingerprint,
                                                      "frame_metrics": zero_shot.frames},
         "config_hash": config_hash, "created_at": previous["created_at"] if reuse else _now(),
+        "protocol": fold.protocol, "fold": fold.name, "judged": list(fold.judged),
+        "size": size or str(len(job.train)),
     })
-    return TrainingResult(name, fingerprint, len(job.train), reuse, wall, rss, params, surface, frames)
+    return TrainingResult(name, fingerprint, len(job.train), reuse, wall, rss, params, surface, frames,
+                          fold.name, tuple(fold.judged))
+
+
+def _fmt_gamma(surface: dict[str, Any]) -> str:
+    mse = surface.get("gamma_mse")
+    return "-" if mse is None or not math.isfinite(mse) else f"{mse:+.3f} J/m^2 (mean signed)"
 
 
 # ---------------------------------------------------------------------------- a curve
@@ -408,16 +466,38 @@ def train_one(
 @dataclass
 class CurveResult:
     curve: str
-    split: TrainingSplit
+    split: TrainingSplit  # the first fold's split (the only one outside facet-cv)
     models: list[TrainingResult]
     zero_shot: TrainingResult | None = None
+    protocol: str = NO_SURFACES
+    folds: list[Fold] = field(default_factory=list)
+    dataset: str = ""
 
 
-def _sizes(sizes: Sequence[int | str] | None, split: TrainingSplit) -> list[int]:
+def _sizes(sizes: Sequence[int | str] | None, split: TrainingSplit) -> list[tuple[str, int]]:
+    """Training-set sizes as (label, frames): numbers of frames, ``"all"`` (the pool) or
+    percentages of the pool (``"25%"``, rounded, at least 1); smallest first, one per size."""
     if not sizes:
-        return [len(split.pool)]
-    out = sorted({len(split.pool) if str(s).strip().lower() == "all" else int(s) for s in sizes})
-    return out
+        return [("all", len(split.pool))]
+    out: dict[int, str] = {}
+    for s in sizes:
+        text = str(s).strip().lower()
+        if text == "all":
+            out[len(split.pool)] = "all"
+        elif text.endswith("%"):
+            try:
+                pct = float(text[:-1])
+            except ValueError:
+                raise TrainingError(f"--sizes: {s!r} is not a percentage") from None
+            if not 0 < pct <= 100:
+                raise TrainingError(f"--sizes: {s!r} must be a percentage in (0, 100]")
+            out.setdefault(max(1, int(round(pct / 100.0 * len(split.pool)))), f"{pct:g}%")
+        else:
+            try:
+                out.setdefault(int(text), text)
+            except ValueError:
+                raise TrainingError(f"--sizes: {s!r} is neither a number of frames, a percentage nor 'all'") from None
+    return [(label, n) for n, label in sorted(out.items())]
 
 
 def train_curve(
@@ -438,18 +518,25 @@ def train_curve(
     threads: int | None = None,
     download: bool = True,
     echo: Echo = print,
+    protocol: str = NO_SURFACES,
 ) -> CurveResult:
     """``surfbench train``: train ``method`` from scratch (``source="scratch"``) or fine-tuned
     from ``source`` (a registry name or a model file/folder) on nested subsets of the
     leakage-safe training frames of ``elements`` (one model per size in ``sizes``; all pool
-    frames when None), each evaluated on the slabs of ``dataset`` (default ``mlearn-surfaces``
-    for the mlearn data) and recorded in the store of ``store_dir``."""
+    frames when None) under ``protocol`` (:mod:`surfbench.training.protocols`: one fold, or one
+    per element and facet for facet-cv), each judged on its slabs of ``dataset`` (default
+    ``mlearn-surfaces`` for the mlearn data) and recorded in the store of ``store_dir``."""
     from surfbench.data.mlearn import ELEMENTS as MLEARN_ELEMENTS
     from surfbench.data.registry import load_dataset
     from surfbench.models.registry import use_project
     from surfbench.training.presets import resolve
-    from surfbench.training.splits import load_frames, make_split
+    from surfbench.training.protocols import ProtocolError, check_protocol, make_folds
+    from surfbench.training.splits import load_frames
 
+    try:
+        check_protocol(protocol)
+    except ProtocolError as exc:
+        raise TrainingError(str(exc)) from None
     mode = SCRATCH if source == SCRATCH else FINETUNE
     foundation = None if mode == SCRATCH else source
     elements = tuple(elements)
@@ -457,6 +544,8 @@ def train_curve(
         raise TrainingError("give at least one element (--elements Cu)")
     trainer = get_trainer(method)
     if mode not in trainer.modes:
+        if mode == SCRATCH and trainer.modes == (FINETUNE,):
+            raise TrainingError(f"{method} needs a model to start from: --from NAME")
         raise TrainingError(f"{method}: mode {mode!r} is not offered; offered: {', '.join(trainer.modes)}")
     if dataset is None:
         if data != MLEARN:
@@ -476,24 +565,31 @@ def train_curve(
     if not ds.surfaces:
         raise TrainingError(f"data set {dataset!r} has no slab of {', '.join(elements)} to evaluate on")
     frames = load_frames(data, elements, data_dir, download=download)
-    split = make_split(frames, ds, elements, seed=seed, include_surfaces=include_surfaces,
-                       valid_fraction=float(settings.get("valid_fraction", 0.1)), max_valid=settings.get("max_valid"),
-                       n_valid=settings.get("n_valid"))
-    s = split.summary()
-    echo(f"{', '.join(elements)}: {s['n_pool'] + s['n_valid']} training-split frames usable "
-         f"({s['n_valid']} for validation), {s['n_test']} test frames; "
-         + (f"{s['n_leaked']} frames of evaluated slabs LEFT IN the training pool (--include-surfaces)"
-            if include_surfaces else f"{s['n_held_out']} frames held out ({s['held_out_reasons']})"))
-    curve = curve_id(method, mode, foundation, preset, elements, seed, include_surfaces, overrides)
-    result = CurveResult(curve, split, [])
+    try:
+        folds = make_folds(protocol, frames, ds, elements, seed=seed, include_surfaces=include_surfaces,
+                           valid_fraction=float(settings.get("valid_fraction", 0.1)), max_valid=settings.get("max_valid"),
+                           n_valid=settings.get("n_valid"), echo=echo)
+    except ProtocolError as exc:
+        raise TrainingError(str(exc)) from None
+    split = folds[0].split
+    if protocol != FACET_CV:
+        s = split.summary()
+        echo(f"{protocol}, {', '.join(elements)}: {s['n_pool'] + s['n_valid']} training-split frames usable "
+             f"({s['n_valid']} for validation), {s['n_test']} test frames; "
+             + (f"{s['n_leaked']} frames of evaluated slabs LEFT IN the training pool (--include-surfaces)"
+                if include_surfaces else f"{s['n_held_out']} frames held out ({s['held_out_reasons']}); "
+                f"judged on {len(folds[0].judged)} slabs"))
+    curve = curve_id(method, mode, foundation, preset, elements, seed, include_surfaces, overrides, protocol)
+    result = CurveResult(curve, split, [], protocol=protocol, folds=folds, dataset=ds.name)
     with ResultStore(store_dir) as store:
         if foundation is not None and not Path(foundation).exists():
             echo(f"zero-shot {foundation} on the same slabs and test frames")
             fp, surface, fm = evaluate_model(store, foundation, ds, test_frames(split, settings), frameset_of(data), device=device,
                                              threads=threads, echo=echo)
             result.zero_shot = TrainingResult(foundation, fp, 0, True, None, None, None, surface, fm)
-        for n in _sizes(sizes, split):
-            result.models.append(train_one(
-                store, split, method, mode, settings, n, curve, foundation=foundation, data=data, dataset=ds,
-                device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo))
+        for fold in folds:
+            for label, n in _sizes(sizes, fold.split):
+                result.models.append(train_one(
+                    store, fold, method, mode, settings, n, curve, size=label, foundation=foundation, data=data, dataset=ds,
+                    device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo))
     return result

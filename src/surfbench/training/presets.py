@@ -49,7 +49,7 @@ from typing import Any
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError
 
 PRESET_NAMES = ("paper", "cpu-quick", "tiny")
-METHODS = ("mace", "nequip", "mtp", "m3gnet", "chgnet", "sevennet")
+METHODS = ("mace", "nequip", "mtp", "m3gnet", "chgnet", "sevennet", "readout")
 
 #: preset -> settings shared by every method
 COMMON: dict[str, dict[str, Any]] = {
@@ -93,6 +93,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "sevennet": {
             "batch_size": 4, "lr": 0.0001, "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.01,
         },
+        "readout": {},  # training/readout.py DEFAULT_SETTINGS
     },
     "cpu-quick": {
         "mace": {
@@ -123,6 +124,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 4, "lr": 0.0001, "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.01,
             "epochs": 10,
         },
+        "readout": {},  # training/readout.py DEFAULT_SETTINGS
     },
     "tiny": {
         "mace": {
@@ -150,6 +152,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "sevennet": {
             "batch_size": 4, "lr": 0.0001, "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.01,
         },
+        "readout": {},  # training/readout.py DEFAULT_SETTINGS
     },
 }
 
@@ -212,7 +215,10 @@ ARCHITECTURE = {"num_channels", "max_L", "num_interactions", "correlation", "max
                 "threebody_cutoff_a", "units", "nblocks", "max_n", "max_l"}
 
 #: shared keys a method does not use (motep fits with L-BFGS-B in float64: no epochs, batches, lr)
-NOT_USED = {"mtp": ("epochs", "patience", "batch_size", "lr", "dtype")}
+NOT_USED = {"mtp": ("epochs", "patience", "batch_size", "lr", "dtype"),
+            # a closed-form ridge fit of energies on the base model's features, in float64
+            "readout": ("epochs", "patience", "batch_size", "lr", "energy_weight", "force_weight", "stress_weight",
+                        "cutoff_a", "dtype")}
 
 
 def preset_table(presets: tuple[str, ...] = ("paper", "cpu-quick")) -> str:
@@ -221,15 +227,18 @@ def preset_table(presets: tuple[str, ...] = ("paper", "cpu-quick")) -> str:
             "dtype"]
     rows = ["| method | mode | preset | " + " | ".join(keys) + " | model |", "|" + "---|" * (len(keys) + 4)]
     modes = {"mace": (SCRATCH, FINETUNE), "nequip": (SCRATCH,), "mtp": (SCRATCH,), "m3gnet": (SCRATCH, FINETUNE),
-             "chgnet": (FINETUNE,), "sevennet": (FINETUNE,)}
-    shared = set(keys) | set(COMMON["paper"]) | {"preset", "E0s", "ema", "threads", "decay_alpha", "loss"}
+             "chgnet": (FINETUNE,), "sevennet": (FINETUNE,), "readout": (FINETUNE,)}
+    shared = set(keys) | set(COMMON["paper"]) | {"preset", "E0s", "ema", "threads", "decay_alpha", "loss", "n_valid"}
     for method in METHODS:
         for mode in modes[method]:
             for preset in presets:
                 s = resolve(method, preset, mode)
                 model = ", ".join(f"{k} {v}" for k, v in s.items()
                                   if k not in shared and not (mode == FINETUNE and k in ARCHITECTURE))
-                if mode == FINETUNE:
+                if method == "readout":
+                    model = "frozen foundation + per-element linear read-out of its features (energies, ridge)" + (
+                        f"; {model}" if model else "")
+                elif mode == FINETUNE:
                     model = "foundation's architecture" + (f"; {model}" if model else "")
                 cells = ["n/a" if k in NOT_USED.get(method, ()) else
                          "foundation's" if k == "cutoff_a" and mode == FINETUNE else

@@ -201,7 +201,9 @@ class TrainingSplit:
     elements: tuple[str, ...] = ()
     seed: int = 0
     include_surfaces: bool = False
-    evaluated_slabs: tuple[str, ...] = ()  # record ids of the slabs the model is evaluated on
+    evaluated_slabs: tuple[str, ...] = ()  # record ids of the slabs the model is judged on
+    #: slab frames of slabs that are not judged, in the pool on purpose (mlearn-split, facet-cv)
+    slab_frames: list[HeldOut] = field(default_factory=list)
 
     def subset(self, n: int | None) -> list[Frame]:
         """The first ``n`` frames of the shuffled pool (all for None)."""
@@ -229,6 +231,9 @@ class TrainingSplit:
             "leaked": [{"frame": frame_key(h.frame), "reasons": list(h.reasons), "slab_id": h.slab_id}
                        for h in self.leaked],
             "n_evaluated_slabs": len(self.evaluated_slabs),
+            "evaluated_slabs": list(self.evaluated_slabs),
+            "n_slab_frames_trained": len(self.slab_frames),
+            "slab_frames_trained": [{"frame": frame_key(h.frame), "slab_id": h.slab_id} for h in self.slab_frames],
         }
 
 
@@ -255,6 +260,15 @@ def n_valid_for(n_pool: int, fraction: float, maximum: int | None = None, minimu
     return max(0, min(n, n_pool - 1))
 
 
+#: which slab frames a split may train on (the protocols of :mod:`surfbench.training.protocols`)
+SURFACES_NONE = "none"  # no slab frame at all (no-surfaces)
+SURFACES_TRAIN_SPLIT = "train-split"  # slab frames of the training split, unless judged (mlearn-split)
+SURFACES_ANY_SPLIT = "any-split"  # slab frames of either split, unless judged (facet-cv)
+SURFACE_POLICIES = (SURFACES_NONE, SURFACES_TRAIN_SPLIT, SURFACES_ANY_SPLIT)
+#: a slab frame of no known slab record, held out where slabs are trained on by facet
+UNKNOWN_SLAB = "slab-of-unknown-facet"
+
+
 def make_split(
     frames: Sequence[Frame],
     evaluated: Dataset | Iterable[SurfaceRecord],
@@ -265,24 +279,49 @@ def make_split(
     valid_fraction: float = 0.1,
     max_valid: int | None = None,
     n_valid: int | None = None,
+    judged: Iterable[SurfaceRecord] | None = None,
+    surfaces: str = SURFACES_NONE,
 ) -> TrainingSplit:
     """Split labelled frames of ``elements`` into a training pool, validation and test frames,
-    holding out every frame of an evaluated slab (module docs).
+    holding out every frame of a judged slab (module docs).
 
-    ``evaluated``: the surface data set (or its slabs) the trained model will be evaluated on;
-    only slabs of ``elements`` count. ``n_valid`` (a number of frames) overrides
-    ``valid_fraction`` / ``max_valid``.
+    ``evaluated``: the surface data set (or its slabs) of the trained model; only slabs of
+    ``elements`` count. ``judged``: the slabs the model is judged on (default: all of
+    ``evaluated``); a frame whose structure equals one is never trained on. ``surfaces``: which
+    other slab frames may be trained on (:data:`SURFACE_POLICIES`; ``"none"`` holds every slab
+    frame out, as before); with ``"train-split"`` or ``"any-split"`` a slab frame must equal a
+    known slab of ``evaluated`` that is not judged, else it is held out (``slab-of-unknown-facet``),
+    so that a slab of the judged facet cannot hide under another label. ``n_valid`` (a number
+    of frames) overrides ``valid_fraction`` / ``max_valid``.
     """
+    if surfaces not in SURFACE_POLICIES:
+        raise ValueError(f"unknown surfaces policy {surfaces!r}; use one of {', '.join(SURFACE_POLICIES)}")
+    if include_surfaces and surfaces != SURFACES_NONE:
+        raise ValueError("include_surfaces applies to the no-surfaces protocol only")
     elements = tuple(elements)
     wanted = set(elements)
     slabs = evaluated.surfaces if isinstance(evaluated, Dataset) else list(evaluated)
     slabs = [s for s in slabs if set(s.atoms.get_chemical_symbols()) <= wanted]
-    index = SlabIndex(slabs)
-    pool, test, held, leaked = [], [], [], []
+    judged_slabs = slabs if judged is None else [s for s in judged if set(s.atoms.get_chemical_symbols()) <= wanted]
+    judged_ids = {s.id for s in judged_slabs}
+    index = SlabIndex(judged_slabs)
+    known = SlabIndex([s for s in slabs if s.id not in judged_ids]) if surfaces != SURFACES_NONE else None
+    pool, test, held, leaked, trained_slabs = [], [], [], [], []
     for f in frames:
         if not set(f.atoms.get_chemical_symbols()) <= wanted:
             continue
         reasons, slab_id = held_out_reasons(f, index)
+        if reasons and known is not None and EVALUATED_SLAB not in reasons:  # a slab frame, not of a judged slab
+            may = surfaces == SURFACES_ANY_SPLIT or f.split != "test"
+            other = known.match(f.atoms)
+            if other is None:
+                held.append(HeldOut(f, (*reasons, UNKNOWN_SLAB), None))
+            elif may:
+                pool.append(f)
+                trained_slabs.append(HeldOut(f, reasons, other.id))
+            else:  # a test-split slab of another facet under mlearn-split: neither trained nor a test frame
+                held.append(HeldOut(f, reasons, other.id))
+            continue
         if reasons and not (include_surfaces and f.split != "test"):
             held.append(HeldOut(f, reasons, slab_id))
             continue
@@ -301,7 +340,7 @@ def make_split(
     return TrainingSplit(
         pool=shuffled[nv:], valid=shuffled[:nv], test=test, held_out=held, leaked=leaked,
         elements=elements, seed=seed, include_surfaces=include_surfaces,
-        evaluated_slabs=tuple(s.id for s in slabs),
+        evaluated_slabs=tuple(s.id for s in judged_slabs), slab_frames=trained_slabs,
     )
 
 
