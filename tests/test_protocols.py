@@ -8,6 +8,7 @@ import dataclasses
 from importlib.util import find_spec
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase.build import bulk, fcc100
 from typer.testing import CliRunner
@@ -173,6 +174,10 @@ def test_train_readout_facet_cv_end_to_end(base, data_dir, tmp_path, monkeypatch
     assert allrow["gamma_rmse_lo"] < allrow["gamma_rmse"] < allrow["gamma_rmse_hi"]
     zs = table[(table["element"] == "all") & (table["kind"] == "zero-shot")]
     assert list(zs["label"]) == [base] and int(zs["n_common"].iloc[0]) == 11
+    import surfbench
+
+    api = surfbench.trained_models(tmp_path, n_boot=200)  # the Python API: the same table
+    pd.testing.assert_frame_equal(api.drop(columns="dataset"), table)
 
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output

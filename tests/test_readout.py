@@ -74,7 +74,11 @@ def test_correction_inside_the_network(name):
     work.calc = corrected
     expected = float(readout.correction_ev(h, z).sum())
     assert abs(expected) > 0.1
+    energy_alone = work.get_potential_energy()  # the energy-only pass (the static protocol's request)
+    work.calc.reset()
+    work.get_forces()
     assert work.get_potential_energy() - e_base == pytest.approx(expected, abs=2e-3)
+    assert energy_alone == pytest.approx(work.get_potential_energy(), abs=1e-4)
     base = atoms.copy()
     base.calc = model.calculator
     d_forces = work.get_forces() - base.get_forces()
@@ -260,3 +264,34 @@ def test_relaxed_protocol_with_a_readout(name, tmp_path):
     assert 0.1 < slab_row["gamma_pred_j_per_m2"] < 5.0
     extra = json.loads(res.loc[res["kind"] == "slab", "extra"].iloc[0])
     assert extra.get("converged", True)
+    import surfbench
+
+    api = surfbench.evaluate("ro-relax", ds, workdir=tmp_path, progress=False)  # the Python API: the same run
+    assert api.fingerprint == model.fingerprint.id and api.summary.reused == 2 and api.summary.computed == 0
+
+
+def test_slab_weight_by_cross_validation():
+    """Slab frames whose energy error follows another feature than the rest: weighting them up
+    fits them better; ``slab_weight: cv`` picks a weight above 1 from the CV error on the held-out
+    slab frames of the training data, and records the trials."""
+    rng = np.random.default_rng(4)
+    d, frames = 4, 90
+    feats = [rng.normal(size=(int(n), d)) for n in rng.integers(4, 10, size=frames)]
+    numbers = [np.full(len(h), 29) for h in feats]
+    slab = np.arange(frames) % 6 == 0
+    w_bulk, w_slab = np.array([0.3, 0.0, 0.0, 0.0]), np.array([0.3, 0.0, 0.0, 0.5])
+    e_dft = [float((h @ (w_slab if s else w_bulk)).sum()) + rng.normal(scale=0.05) for h, s in zip(feats, slab)]
+    plain = fit_readout(e_dft, np.zeros(frames), feats, numbers, slab=slab)
+    heavy = fit_readout(e_dft, np.zeros(frames), feats, numbers, slab=slab, slab_weight=10)
+    chosen = fit_readout(e_dft, np.zeros(frames), feats, numbers, slab=slab, slab_weight="cv")
+
+    def slab_rmse(r):
+        return np.sqrt(np.mean([((r.correction_ev(h, z).sum() - e) / len(z)) ** 2
+                                for h, z, e, s in zip(feats, numbers, e_dft, slab) if s]))
+
+    assert slab_rmse(heavy) < 0.8 * slab_rmse(plain)
+    assert plain.info["slab_weight"] == 1.0 and heavy.info["slab_weight"] == 10.0
+    assert chosen.info["slab_weight"] > 1.0
+    assert [t["slab_weight"] for t in chosen.info["slab_weight_selection"]] == [1.0, 3.0, 10.0, 30.0]
+    with pytest.raises(TrainingError, match="slab_weight must be a number or 'cv'"):
+        fit_readout(e_dft, np.zeros(frames), feats, numbers, slab=slab, slab_weight="heavy")

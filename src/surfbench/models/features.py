@@ -345,7 +345,9 @@ def tap_for(model) -> FeatureTap:
 class ReadoutCalculator(Calculator):
     """A family's calculator with a :class:`Readout` active inside its network: energy
     ``E_base + sum_i (w_Z . h_i + b_Z)`` (eV), forces (eV/Angstrom) and stress (the family's
-    unit) by the family's own autograd, so they are exact derivatives of that energy."""
+    unit) by the family's own autograd, so they are exact derivatives of that energy. Asked
+    for the energy alone (the static protocol), it runs the energy-only pass (about 4x faster
+    for SevenNet; the same energy)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
@@ -357,10 +359,14 @@ class ReadoutCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         work = self.atoms.copy()
-        work.calc = self.tap.inner
         self.tap.inner.reset()  # the inner calculator is shared: never reuse its cached results
         self.tap.use(self.readout)
         try:
+            if set(properties) <= {"energy", "free_energy"}:  # one forward pass without the force graph
+                work.pbc = True
+                self.results["energy"] = self.results["free_energy"] = float(self.tap._energy_only(work))
+                return
+            work.calc = self.tap.inner
             self.results["energy"] = self.results["free_energy"] = float(work.get_potential_energy())
             if "forces" in properties or "stress" in properties:
                 self.results["forces"] = np.asarray(work.get_forces())

@@ -59,6 +59,22 @@ def _local_paths_from(entry: dict[str, Any], folder: Path) -> dict[str, Any]:
     return entry
 
 
+#: libyaml's loader and dumper where PyYAML was built with it (5-10x faster: a project's
+#: trained-models file holds one entry per fold of every training)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text parsed safely (libyaml where available)."""
+    return yaml.load(text, Loader=_LOADER)
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML in its own key order (libyaml where available)."""
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+
+
 def registry_entries() -> list[dict[str, Any]]:
     """Raw entries: the packaged ``models.yaml`` plus the entries (a list, or ``{models: [...]}``)
     of the extra registry files (:func:`extra_registry_files`): a user's own models and models
@@ -68,7 +84,7 @@ def registry_entries() -> list[dict[str, Any]]:
     entries = list(yaml.safe_load(text)["models"])
     for extra in extra_registry_files():
         try:
-            raw = yaml.safe_load(Path(extra).read_text())
+            raw = load_yaml(Path(extra).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ModelLoadError(f"{ENV_EXTRA_REGISTRY}: cannot read {extra}: {exc}") from exc
         entries += [_local_paths_from(e, Path(extra).resolve().parent) if isinstance(e, dict) else e
@@ -81,16 +97,25 @@ def registry_schema() -> dict[str, Any]:
     return json.loads(resources.files("surfbench.models").joinpath("schema.json").read_text())
 
 
+#: canonical JSON of entries already found valid in this process
+_VALID: set[str] = set()
+
+
 def validate_entries(entries: list[dict[str, Any]]) -> None:
-    """Check registry entries against ``schema.json``; the error names the entry and field."""
+    """Check registry entries against ``schema.json``; the error names the entry and field.
+    An entry already found valid in this process is not checked again."""
     import jsonschema
 
+    keys = [json.dumps(e, sort_keys=True, default=str) for e in entries]
+    if all(k in _VALID for k in keys):
+        return
     validator = jsonschema.Draft202012Validator(registry_schema())
     for err in validator.iter_errors({"models": entries}):
         path = list(err.absolute_path)
         name = entries[path[1]].get("name", f"#{path[1]}") if len(path) > 1 and isinstance(entries[path[1]], dict) else "?"
         field = "/".join(str(p) for p in path[2:]) or "(entry)"
         raise ModelLoadError(f"model registry: entry {name!r}, field {field}: {err.message}")
+    _VALID.update(keys)
 
 
 @lru_cache(maxsize=8)

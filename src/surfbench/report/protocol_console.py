@@ -23,11 +23,12 @@ def _ci(row, stat: str, signed: bool = False) -> str:
 
 def short_label(row) -> str:
     """``readout on sevennet-0, all`` / ``mtp from scratch (paper), 25%`` / a zero-shot model's name."""
-    if row["kind"] == "zero-shot":
+    if not row["method"]:  # a model surfbench did not train (zero-shot, scale-corrected, a specialist)
         return str(row["label"])
     how = f" on {row['foundation']}" if isinstance(row["foundation"], str) and row["foundation"] else " from scratch"
-    preset = "" if row["method"] == "readout" else f" ({row['curve'].rsplit('-s', 1)[0].split('-')[-1]})"
-    return f"{row['method']}{how}{preset}, {row['size']}"
+    preset = "" if row["method"] == "readout" else f" ({row['preset']})"  # a closed-form fit has no preset to speak of
+    extra = f" [{row['overrides']}]" if isinstance(row.get("overrides"), str) and row["overrides"] else ""
+    return f"{row['method']}{how}{preset}{extra}, {row['size']}"
 
 
 def protocol_rich_table(table: pd.DataFrame, title: str, elements: bool = False) -> Table:
@@ -48,8 +49,11 @@ def protocol_rich_table(table: pd.DataFrame, title: str, elements: bool = False)
                       if r["element"] == "all" else
                       f"{'yes' if r['lowest_right'] else 'no'} / {'yes' if r['lowest_right_tol'] else 'no'}")
             folds = f", {r['n_folds']} folds" if r["n_folds"] and r["n_folds"] > 1 else ""
+            if r["n_seen"]:
+                folds += f", saw {r['n_seen']} of these slabs"
             t.add_row(escape(short_label(r)), f"{r['kind']}{folds}", r["element"], f"{r['n_judged']} ({r['n_ok']})",
                       _ci(r, "gamma_rmse"), _ci(r, "gamma_mse", signed=True),
-                      f"{_f(r['rmse_common'])} (n={r['n_common']})", facets, _f(r["wall_s"], 1))
+                      f"{_f(r['rmse_common'])} (n={r['n_common']})" if r["comparable"] else "not comparable",
+                      facets, _f(r["wall_s"], 1))
         t.add_section()
     return t

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from surfbench.report.run_figures import ENERGY_UNIT, GAMMA_UNIT, MODEL_COLOURS, _layout
-from surfbench.training.curves import ZERO_SHOT, comparison_table, curve_table, held_out_table
+from surfbench.training.curves import ZERO_SHOT, comparison_table, curve_table, held_out_table, protocol_table
 
 #: line style of a curve by kind
 DASH = {"fine-tuned": "solid", "from scratch": "dash"}
@@ -131,6 +131,52 @@ def curve_display(curves: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def protocols_display(protocols: pd.DataFrame) -> pd.DataFrame:
+    """The protocol table's "all" rows (and per element) for the report."""
+    from surfbench.report.protocol_console import short_label
+
+    def f(v, fmt="{:.3f}"):
+        return fmt.format(v) if _finite(v) else "–"
+
+    def ci(r, stat, fmt="{:.3f}"):
+        return f"{f(r[stat], fmt)} [{f(r[stat + '_lo'], fmt)}, {f(r[stat + '_hi'], fmt)}]"
+
+    rows = []
+    for _, r in protocols.iterrows():
+        kind = r["kind"] + (f", {int(r['n_folds'])} folds" if r["n_folds"] and r["n_folds"] > 1 else "")
+        kind += f", saw {int(r['n_seen'])} of these slabs" if r["n_seen"] else ""
+        facets = (f"{r['lowest_right']}/{r['n_elements']} · {r['lowest_right_tol']}/{r['n_elements']}" if r["element"] == "all"
+                  else f"{'yes' if r['lowest_right'] else 'no'} · {'yes' if r['lowest_right_tol'] else 'no'}")
+        rows.append({"protocol": r["protocol"], "trained elements": r["elements"], "element": r["element"],
+                     "model": short_label(r), "kind": kind, "judged (γ ok)": f"{r['n_judged']} ({r['n_ok']})",
+                     f"γ RMSE ({GAMMA_UNIT}) [95 % CI]": ci(r, "gamma_rmse"),
+                     "γ mean signed error [95 % CI]": ci(r, "gamma_mse", "{:+.3f}"),
+                     "RMSE on the common slabs": f"{f(r['rmse_common'])} (n = {r['n_common']})",
+                     "lowest facet right (strict · within 0.025)": facets,
+                     "fit wall (s)": f(r["wall_s"], "{:.1f}")})
+    return pd.DataFrame(rows)
+
+
+def protocols_html(protocols: pd.DataFrame, table: Callable[..., str]) -> str:
+    """The evaluation-protocols subsection: every protocol's trained models beside the zero-shot
+    models on the same judged slabs."""
+    if protocols.empty:
+        return ""
+    allrows = protocols[protocols["element"] == "all"]
+    per_el = protocols[protocols["element"] != "all"]
+    return ("<h3>Evaluation protocols: trained models against zero-shot on the same slabs</h3>"
+            "<p><b>no-surfaces</b>: no slab in training, judged on every slab of the trained elements; "
+            "<b>mlearn-split</b>: the data's own split, training-split slabs trained on, judged on the test-split "
+            "slabs; <b>facet-cv</b>: one model per element and facet, each slab judged by the model that never saw "
+            "its facet (its γ from that model's own bulk energy). Within a protocol and set of trained elements, "
+            "models may be ranked only by the RMSE on the common slabs (every row has a γ for them); a model that "
+            "saw some of the judged slabs in its own training (the data's SNAP/qSNAP under facet-cv and "
+            "no-surfaces) says so and is not a fair comparison there. Intervals: 95 % percentile bootstrap over "
+            "the judged slabs.</p>" + table(protocols_display(allrows), align_numbers=False)
+            + "<details><summary>per element</summary>" + table(protocols_display(per_el), align_numbers=False)
+            + "</details>")
+
+
 @dataclass
 class TrainingSection:
     body: str = ""
@@ -154,8 +200,13 @@ def training_section(store, dataset: str, table: Callable[..., str]) -> Training
     out.tables = {"training-comparison": comp, "training-curves": curves, "training-held-out": held}
     n_leak = int(held["training frames equal to an evaluated slab"].sum()) if not held.empty else 0
     incl = held[held["surfaces included"]] if not held.empty else held
-    parts = ["<h3>Held-out frames</h3>",
-             "<p>A trained model is evaluated on the slabs of its elements in this data set. By default no frame of "
+    protocols = protocol_table(store, dataset)
+    if not protocols.empty:
+        out.tables["training-protocols"] = protocols
+    parts = [protocols_html(protocols, table),
+             "<h3>Held-out frames</h3>",
+             "<p>A trained model is evaluated on the slabs of its elements in this data set. Under the no-surfaces "
+             "protocol (the default) no frame of "
              "those slabs is trained or validated on: frames of the group \"Surface\", unlabelled frames with a vacuum "
              "gap (the Ni/Cu extxyz training frames) and any frame whose structure equals an evaluated slab are held "
              "out. Independent check from the store: training frames whose structure hash equals an evaluated slab "

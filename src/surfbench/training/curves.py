@@ -2,9 +2,9 @@
 alone (the ``trainings`` table written by :mod:`surfbench.training.pipeline`, the results and
 the records; no model and no data file is loaded).
 
-* :func:`curve_table`: one row per trained model (and, for a fine-tuning curve, its
-  foundation at ``n_train = 0``): the errors (gamma RMSE / MAE / mean signed error in J/m^2 on
-  the held-out slabs of its elements, slab and bulk energy per atom in eV/atom, energy per atom
+* :func:`curve_table`: one row per trained model (the folds of a facet-cv training pooled into
+  one row; for a fine-tuning curve also its foundation at ``n_train = 0``): the errors (gamma
+  RMSE / MAE / mean signed error in J/m^2 on the judged slabs, slab and bulk energy per atom in eV/atom, energy per atom
   (eV/atom) and force components (eV/A) on the test frames) and the cost (training wall time
   and CPU time s, peak RSS MB, parameters) against the training-set size;
 * :func:`comparison_table`: the paper's Table I question per element and overall: every
@@ -12,12 +12,16 @@ the records; no model and no data file is loaded).
   foundations), and the largest model of every fine-tuning and from-scratch curve, on the same
   slabs (those of the elements that were trained on);
 * :func:`held_out_table`: which frames each curve held out and why, and an independent leak
-  check: training frames whose structure hash equals an evaluated slab's.
+  check: training frames whose structure hash equals an evaluated slab's;
+* :func:`protocol_table`: every evaluation protocol's trained models beside the zero-shot
+  models on the same judged slabs, with bootstrap intervals, the common-slab RMSE and the
+  lowest facet per element.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,11 +60,32 @@ def surface_numbers(bulks: pd.DataFrame, slabs: pd.DataFrame, elements: set[str]
 
 def _label(row) -> str:
     kind = "scratch" if row["mode"] == SCRATCH else f"fine-tuned from {row['foundation']}"
-    return f"{row['method']} {kind} ({row['preset']}, {row['elements'].replace(',', '-')}, seed {row['seed']})"
+    els = row.get("curve_elements") or row["elements"]
+    return f"{row['method']} {kind} ({row['preset']}, {els.replace(',', '-')}, seed {row['seed']})"
+
+
+def _pooled(grp: pd.DataFrame, preds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bulk, slab) predictions of the trainings ``grp`` (the folds of one curve and size), each
+    model's slabs restricted to the slabs it is judged on (all of its elements' before protocols)."""
+    bulks, slabs = [], []
+    for _, r in grp.iterrows():
+        if not isinstance(r["fingerprint"], str) or not r["fingerprint"]:
+            continue
+        b, s = preds(r["dataset"], r["fingerprint"])
+        judged = r.get("judged")
+        if isinstance(judged, list) and not s.empty:
+            s = s[s["record_id"].isin(set(judged))]
+        bulks.append(b)
+        slabs.append(s)
+    if not slabs:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(bulks, ignore_index=True), pd.concat(slabs, ignore_index=True)
 
 
 def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
-    """Errors and cost against the training-set size, one row per model (module docs)."""
+    """Errors and cost against the training-set size, one row per model (module docs); the
+    folds of a facet-cv training are one row (their judged slabs pooled, costs summed, the
+    median training-set size), and the zero-shot row is on the same judged slabs."""
     tr = trainings(store)
     if dataset is not None:
         tr = tr[tr["dataset"] == dataset]
@@ -74,33 +99,42 @@ def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
 
     for curve, grp in tr.groupby("curve", sort=True):
         first = grp.iloc[0]
-        elements = set(first["elements"].split(","))
+        elements = set(first["curve_elements"].split(","))
         base = {"curve": curve, "label": _label(first), "method": first["method"], "mode": first["mode"],
                 "kind": KIND[first["mode"]], "foundation": first["foundation"], "preset": first["preset"],
-                "elements": first["elements"], "seed": int(first["seed"]),
-                "include_surfaces": bool(first["include_surfaces"]), "dataset": first["dataset"]}
+                "elements": first["curve_elements"], "seed": int(first["seed"]),
+                "include_surfaces": bool(first["include_surfaces"]), "dataset": first["dataset"],
+                "protocol": first["protocol"]}
+        judged = [j for js in grp["judged"] if isinstance(js, list) for j in js]
         zs = next((z for z in grp["zero_shot"] if isinstance(z, dict) and z.get("fingerprint")), None)
         if zs is not None:
             fm = zs.get("frame_metrics") or {}
-            rows.append({**base, "model": zs["model"], "fingerprint": zs["fingerprint"], "n_train": 0,
-                         **surface_numbers(*preds(first["dataset"], zs["fingerprint"]), elements),
+            b, s = preds(first["dataset"], zs["fingerprint"])
+            if judged and not s.empty:
+                s = s[s["record_id"].isin(set(judged))]
+            rows.append({**base, "model": zs["model"], "fingerprint": zs["fingerprint"], "n_train": 0, "size": "0",
+                         "n_folds": 0, **surface_numbers(b, s, elements),
                          "energy_rmse_ev_per_atom": fm.get("energy_rmse_ev_per_atom", math.nan),
                          "force_rmse_ev_per_a": fm.get("force_rmse_ev_per_a", math.nan),
                          "wall_s": math.nan, "cpu_s": math.nan, "peak_rss_mb": math.nan, "n_parameters": math.nan})
-        for _, r in grp.sort_values("n_train").iterrows():
-            fm = r["frame_metrics"] if isinstance(r["frame_metrics"], dict) else {}
-            numbers = surface_numbers(*preds(r["dataset"], r["fingerprint"]), elements) if r["fingerprint"] else {}
-            rows.append({**base, "model": r["name"], "fingerprint": r["fingerprint"], "n_train": int(r["n_train"]),
-                         **numbers,
+        for size, sg in grp.groupby("size", sort=False):
+            b, s = _pooled(sg, preds)
+            numbers = surface_numbers(b, s, elements) if not s.empty else {}
+            one = sg.iloc[0]
+            fm = one["frame_metrics"] if len(sg) == 1 and isinstance(one["frame_metrics"], dict) else {}
+            rows.append({**base, "model": one["name"] if len(sg) == 1 else f"{curve} [{size}, {len(sg)} folds]",
+                         "fingerprint": one["fingerprint"] if len(sg) == 1 else ",".join(sorted(sg["fingerprint"].dropna())),
+                         "n_train": int(sg["n_train"].median()), "size": size, "n_folds": int(len(sg)), **numbers,
                          "energy_rmse_ev_per_atom": fm.get("energy_rmse_ev_per_atom", math.nan),
                          "force_rmse_ev_per_a": fm.get("force_rmse_ev_per_a", math.nan),
-                         "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s", math.nan), "peak_rss_mb": r["peak_rss_mb"],
-                         "n_parameters": r["n_parameters"]})
+                         "wall_s": float(sg["wall_s"].sum()), "cpu_s": float(sg["cpu_s"].sum(min_count=1)),
+                         "peak_rss_mb": float(sg["peak_rss_mb"].max()), "n_parameters": sg["n_parameters"].max()})
     cols = ["curve", "label", "method", "mode", "kind", "foundation", "preset", "elements", "seed", "include_surfaces",
-            "dataset", "model", "fingerprint", "n_train", "gamma_rmse", "gamma_mae", "gamma_mse", "n_gamma", "n_slabs",
-            "slab_rmse", "bulk_error", "energy_rmse_ev_per_atom", "force_rmse_ev_per_a", "wall_s", "cpu_s", "peak_rss_mb",
-            "n_parameters"]
-    return pd.DataFrame(rows, columns=cols)
+            "dataset", "protocol", "model", "fingerprint", "n_train", "size", "n_folds", "gamma_rmse", "gamma_mae",
+            "gamma_mse", "n_gamma", "n_slabs", "slab_rmse", "bulk_error", "energy_rmse_ev_per_atom",
+            "force_rmse_ev_per_a", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["curve", "n_train"], kind="stable").reset_index(drop=True)
 
 
 def comparison_table(store: ResultStore, dataset: str) -> pd.DataFrame:
@@ -111,13 +145,16 @@ def comparison_table(store: ResultStore, dataset: str) -> pd.DataFrame:
     trained models, training-set size, parameters and wall time. A trained model counts only
     for the elements it was trained on; "all" pools the slabs of every element of the group
     (for trained models: the largest model of each curve of that method, mode, foundation and
-    preset, one per element set)."""
-    tr = trainings(store)
-    tr = tr[tr["dataset"] == dataset]
+    preset, one per element set). Trainings of the ``no-surfaces`` protocol only (every slab of
+    their elements judged, as for the zero-shot models); the other protocols judge other slab
+    sets and are compared, on their own slabs, by :func:`protocol_table`."""
+    all_tr = trainings(store)
+    all_tr = all_tr[all_tr["dataset"] == dataset]
+    trained_fps = set(all_tr["fingerprint"].dropna())
+    tr = all_tr[all_tr["protocol"] == "no-surfaces"]
     if tr.empty:
         return pd.DataFrame()
     elements = sorted({e for els in tr["elements"] for e in els.split(",")})
-    trained_fps = set(tr["fingerprint"].dropna())
     rows = []
 
     def add(element: str, model: str, kind: str, group: str, b: pd.DataFrame, s: pd.DataFrame, pick: set[str],
@@ -137,7 +174,7 @@ def comparison_table(store: ResultStore, dataset: str) -> pd.DataFrame:
         add("all", name, ZERO_SHOT, name, b, s, set(elements), {"n_train": 0})
     # trained: the largest model of each curve; "all" pools a family's models over their elements
     curves = curve_table(store, dataset)
-    curves = curves[curves["n_train"] > 0]
+    curves = curves[(curves["n_train"] > 0) & (curves["protocol"] == "no-surfaces")]
     for keys, fam in curves.groupby(["method", "mode", "foundation", "preset", "seed", "include_surfaces"], dropna=False):
         method, mode, foundation, preset, _, incl = keys
         group = f"{method} {'scratch' if mode == SCRATCH else 'fine-tuned from ' + str(foundation)} ({preset})"
@@ -172,31 +209,47 @@ def comparison_table(store: ResultStore, dataset: str) -> pd.DataFrame:
 
 
 def held_out_table(store: ResultStore, dataset: str) -> pd.DataFrame:
-    """Per curve: frames held out (by reason), whether surfaces were included, and the leak
-    check: the number of training frames (of the curve's largest model) whose structure hash
-    equals that of an evaluated slab record of ``dataset``."""
+    """Per curve: its protocol, frames held out (by reason), slab frames trained on by the
+    protocol's rule (mlearn-split, facet-cv), whether surfaces were included, and the leak
+    check: the number of training frames (of each fold's largest model) whose structure hash
+    equals that of a slab record of ``dataset`` that the fold is judged on (for trainings
+    made before protocols: any slab of its elements)."""
     tr = trainings(store)
     tr = tr[tr["dataset"] == dataset]
     if tr.empty:
         return pd.DataFrame()
     records = store.records(dataset)
+    slabs = records[records["kind"] == "slab"]
+    hash_of = dict(zip(slabs["record_id"], slabs["content_hash"]))
     rows = []
     for curve, grp in tr.groupby("curve", sort=True):
-        r = grp.sort_values("n_train").iloc[-1]
+        largest = grp.sort_values("n_train").groupby("fold", sort=False).tail(1)
+        r = largest.iloc[-1]
+        els = r["curve_elements"].split(",")
+        leaks, held, reasons, n_trained_slabs = 0, [], {}, 0
+        for _, f in largest.iterrows():
+            split = f["split"] if isinstance(f["split"], dict) else {}
+            judged = f["judged"] if isinstance(f["judged"], list) else \
+                list(slabs.loc[slabs["element"].isin(els), "record_id"])
+            judged_hashes = {hash_of[j] for j in judged if j in hash_of}
+            leaks += sum(1 for h in (f["train_hashes"] or []) if h in judged_hashes)
+            held += [h["frame"] for h in split.get("held_out", [])]
+            for k, v in split.get("held_out_reasons", {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+            n_trained_slabs += int(split.get("n_slab_frames_trained", 0))
         split = r["split"] if isinstance(r["split"], dict) else {}
-        els = r["elements"].split(",")
-        slab_hashes = set(records.loc[(records["kind"] == "slab") & records["element"].isin(els), "content_hash"])
-        leaks = sum(1 for h in (r["train_hashes"] or []) if h in slab_hashes)
-        reasons = split.get("held_out_reasons", {})
-        held = [h["frame"] for h in split.get("held_out", [])]
         rows.append({
-            "curve": curve, "elements": r["elements"], "surfaces included": bool(r["include_surfaces"]),
-            "evaluated slabs": split.get("n_evaluated_slabs"), "frames held out": split.get("n_held_out"),
+            "curve": curve, "protocol": r["protocol"], "folds": int(len(largest)), "elements": r["curve_elements"],
+            "surfaces included": bool(r["include_surfaces"]),
+            "judged slabs": int(sum(len(j) for j in largest["judged"] if isinstance(j, list)))
+            or split.get("n_evaluated_slabs"),
+            "frames held out": int(sum((f["split"] or {}).get("n_held_out", 0) for _, f in largest.iterrows())),
             "reasons": ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())),
+            "slab frames trained on by the protocol": n_trained_slabs,
             "slab frames left in training pool": split.get("n_leaked", 0),
             "largest training set": int(r["n_train"]), "validation frames": int(r["n_valid"]),
             "test frames": int(r["n_test"]),
-            "training frames equal to an evaluated slab": int(leaks),
+            "training frames equal to an evaluated slab": int(leaks),  # evaluated = judged by its fold
             "held-out frames": " ".join(held),
         })
     return pd.DataFrame(rows)
@@ -208,10 +261,14 @@ def held_out_table(store: ResultStore, dataset: str) -> pd.DataFrame:
 #: about this close in DFT (Si(100) and Si(111) reconstructed in mlearn: 1.284 and 1.307)
 FACET_TOL_J_PER_M2 = 0.025
 
+#: kinds of the models that surfbench did not train, in protocol tables
+SCALE_CORRECTED = "scale-corrected"  # a zero-shot model behind the softening scale (fitted on no slab)
+SPECIALIST = "trained elsewhere"  # its registry entry names evaluated records it saw (trained_on)
+
 PROTOCOL_COLUMNS = [
-    "protocol", "group", "kind", "label", "method", "foundation", "curve", "size", "elements", "element",
-    "n_folds", "n_train", "n_judged", "n_ok", "n_common", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi",
-    "gamma_mse", "gamma_mse_lo", "gamma_mse_hi", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
+    "protocol", "group", "kind", "n_seen", "label", "preset", "overrides", "method", "foundation", "curve", "size", "elements", "element",
+    "n_folds", "n_train", "n_train_slabs", "n_judged", "n_ok", "n_common", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi",
+    "gamma_mse", "gamma_mse_lo", "gamma_mse_hi", "comparable", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
     "wall_s", "peak_rss_mb", "n_parameters", "fingerprints",
 ]
 
@@ -284,8 +341,9 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
     block's judged slabs. Rows per element and ``"all"``: slabs judged and with a gamma
     (``n_judged``, ``n_ok``), gamma RMSE and mean signed error (J/m^2) with 95 % percentile
     bootstrap intervals over the slabs (``n_boot`` resamples), ``n_common`` / ``rmse_common``
-    (the slabs every row of the block has a gamma for: the only set on which rows may be
-    ranked), the lowest facet right per element, strictly and within ``tol_j_per_m2`` of the
+    (the slabs every *comparable* row of the block has a gamma for: the only set on which rows
+    may be ranked; a row that did not evaluate every judged slab is ``comparable = False``,
+    shown with its own coverage, not ranked: ``n_common`` 0), the lowest facet right per element, strictly and within ``tol_j_per_m2`` of the
     DFT minimum (counts of elements on "all" rows, of ``n_elements``), and the cost of the fits
     (wall time summed over folds, peak memory, parameters).
     """
@@ -296,13 +354,15 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
     tr = tr[(tr["dataset"] == dataset) & tr["fingerprint"].notna()]
     trained_fps = set(tr["fingerprint"])
     runs = store.runs()
-    runs = runs[(runs["dataset"] == dataset) & (runs["protocol"] == "static") & ~runs["fingerprint"].isin(trained_fps)]
+    runs = runs[(runs["dataset"] == dataset) & (runs["protocol"] == "static") & ~runs["fingerprint"].isin(trained_fps)
+                & ~runs["model"].isin(_trained_names(store))]  # a training being evaluated, or left unrecorded
     if zero_shot is not None:
         runs = runs[runs["fingerprint"].isin(set(zero_shot))]
     zs_preds = {fp: predictions(store, dataset, fp)[1] for fp in runs["fingerprint"]}
+    kinds = _run_kinds(store, dataset)
     rows = []
     for (protocol, elements), block in judged.assign(elements=judged["curve"].map(
-            dict(zip(tr["curve"], tr["elements"])))).groupby(["protocol", "elements"], sort=True):
+            dict(zip(tr["curve"], tr["curve_elements"])))).groupby(["protocol", "elements"], sort=True):
         ids = set(block["record_id"])
         members = []  # (meta, slabs)
         for (curve, size), g in block.groupby(["curve", "size"], sort=True):
@@ -310,10 +370,13 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
             first = meta_rows.iloc[0]
             kind = KIND[first["mode"]]
             members.append(({
-                "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "label": _label(first),
+                "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "n_seen": 0, "label": _label(first),
+                "preset": first["preset"], "overrides": overrides_of(first),
                 "method": first["method"], "foundation": first["foundation"], "curve": curve, "size": size,
                 "elements": elements, "n_folds": int(meta_rows["fold"].nunique()),
-                "n_train": float(meta_rows["n_train"].median()), "wall_s": float(meta_rows["wall_s"].sum()),
+                "n_train": float(meta_rows["n_train"].median()),
+                "n_train_slabs": float(np.median([_slab_frames_trained(r) for _, r in meta_rows.iterrows()])),
+                "wall_s": float(meta_rows["wall_s"].sum()),
                 "peak_rss_mb": float(meta_rows["peak_rss_mb"].max()), "n_parameters": meta_rows["n_parameters"].max(),
                 "fingerprints": ",".join(sorted(set(meta_rows["fingerprint"]))),
             }, g))
@@ -323,16 +386,85 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
             if s.empty:
                 continue
             name = run["model"] if isinstance(run["model"], str) else run["fingerprint"]
-            members.append(({"protocol": protocol, "group": name, "kind": ZERO_SHOT, "label": name, "method": "",
+            kind, seen_ids = kinds.get(run["fingerprint"], (ZERO_SHOT, set()))
+            members.append(({"protocol": protocol, "group": name, "kind": kind,
+                             "n_seen": len(seen_ids & set(s["record_id"])), "label": name, "preset": "", "overrides": "", "method": "",
                              "foundation": "", "curve": "", "size": "", "elements": elements, "n_folds": 0,
-                             "n_train": 0.0, "wall_s": np.nan, "peak_rss_mb": np.nan, "n_parameters": np.nan,
+                             "n_train": 0.0, "n_train_slabs": 0.0, "wall_s": np.nan, "peak_rss_mb": np.nan, "n_parameters": np.nan,
                              "fingerprints": run["fingerprint"]}, s))
-        ok_sets = [set(s.loc[np.isfinite(s["error_gamma_j_per_m2"].astype(float)), "record_id"]) for _, s in members]
+        # ranked only: models that evaluated every judged slab of the block; the common slabs are
+        # those all of them have a gamma for (a failure counts against the set, not as an error of 0)
+        comparable = [set(s["record_id"]) >= ids for _, s in members]
+        ok_sets = [set(s.loc[np.isfinite(s["error_gamma_j_per_m2"].astype(float)), "record_id"])
+                   for (_, s), c in zip(members, comparable) if c]
         common = set.intersection(*ok_sets) if ok_sets else set()
-        for meta, s in members:
+        for (meta, s), c in zip(members, comparable):
             for el in [*sorted(set(s["element"])), "all"]:
-                rows.append({**meta, **_row(s, common, el, n_boot, seed, tol_j_per_m2)})
+                rows.append({**meta, "comparable": c, **_row(s, common if c else set(), el, n_boot, seed, tol_j_per_m2)})
     out = pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
     out["_el"] = out["element"].map(lambda e: (e == "all", e))
-    out["_k"] = out["kind"].map({ZERO_SHOT: 0, "fine-tuned": 1, "from scratch": 2})
+    out["_k"] = out["kind"].map({ZERO_SHOT: 0, SCALE_CORRECTED: 1, SPECIALIST: 2, "fine-tuned": 3, "from scratch": 4})
     return out.sort_values(["protocol", "elements", "_el", "_k", "gamma_rmse"]).drop(columns=["_el", "_k"]).reset_index(drop=True)
+
+
+def overrides_of(training) -> str:
+    """The settings of a training (a trainings row) that differ from its preset's, as
+    ``key=value`` (``surfbench train --set``); the thread count is not a setting of the model."""
+    from surfbench.training.base import TrainingError
+    from surfbench.training.presets import resolve
+
+    settings = training["settings"] if isinstance(training["settings"], dict) else {}
+    try:
+        default = resolve(training["method"], training["preset"], training["mode"])
+    except TrainingError:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k != "threads" and default.get(k) != v)
+
+
+def _slab_frames_trained(training) -> int:
+    """How many of a training's frames are slab frames (of slabs it is not judged on)."""
+    split = training["split"] if isinstance(training["split"], dict) else {}
+    slabs = {h["frame"] for h in split.get("slab_frames_trained", [])}
+    return sum(1 for f in (training["train_frames"] or []) if f in slabs)
+
+
+def _trained_names(store: ResultStore) -> set[str]:
+    """Names of the models in the store folder's trained-models file (``surfbench train``)."""
+    import yaml
+
+    from surfbench.models.registry import TRAINED_MODELS_FILE, load_yaml
+
+    path = Path(store.path).parent / TRAINED_MODELS_FILE
+    try:
+        raw = load_yaml(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return set()
+    entries = raw.get("models", []) if isinstance(raw, dict) else raw or []
+    return {e["name"] for e in entries if isinstance(e, dict) and "name" in e}
+
+
+def _run_kinds(store: ResultStore, dataset: str) -> dict[str, tuple[str, set[str]]]:
+    """fingerprint -> (kind, ids of the records of ``dataset`` it saw in training) of the models
+    stored: a model whose registry entry says what it was trained on (``trained_on``,
+    :mod:`surfbench.analysis.seen`) is a specialist; a model behind the softening correction is
+    scale-corrected; the rest are zero-shot."""
+    import json
+
+    from surfbench.analysis.seen import is_seen, trained_on_by_fingerprint
+
+    models = store.models()
+    trained_on = trained_on_by_fingerprint(models)
+    records = store.records(dataset)
+    slabs = records[records["kind"] == "slab"]
+    out = {}
+    for _, m in models.iterrows():
+        fp = m["fingerprint"]
+        seen_ids = {rid for rid, el, sp in zip(slabs["record_id"], slabs["element"], slabs["split"])
+                    if is_seen(trained_on.get(fp), dataset, rid, el, sp)}
+        try:
+            options = json.loads(json.loads(m["details"]).get("fingerprint", {}).get("options") or "{}")
+        except (TypeError, ValueError):
+            options = {}
+        kind = SPECIALIST if seen_ids else SCALE_CORRECTED if "softening_correction" in options else ZERO_SHOT
+        out[fp] = (kind, seen_ids)
+    return out

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from surfbench.data.frames import Frame
 from surfbench.evaluation.store import ResultStore
@@ -133,12 +132,16 @@ def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
         return pd.DataFrame(columns=["name", "fingerprint", "method", "mode", "foundation", "preset", "elements",
                                      "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
                                      "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
-                                     "weights", "log", "config_hash", "created_at", "protocol", "fold", "size"])
+                                     "weights", "log", "config_hash", "created_at", "protocol", "fold", "size",
+                                     "curve_elements"])
     df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
     for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None)):
         if name not in df.columns:  # a store of an earlier release, opened read-only
             df[name] = default
     df["size"] = [str(n) if not isinstance(v, str) else v for v, n in zip(df["size"], df["n_train"])]
+    # a curve's elements: the union over its folds (a facet-cv fold trains one element)
+    union = {c: ",".join(sorted({e for v in g for e in str(v).split(",")})) for c, g in df.groupby("curve")["elements"]}
+    df["curve_elements"] = df["curve"].map(union)
     if parse:
         for c in JSON_COLUMNS:
             df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
@@ -146,9 +149,16 @@ def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
 
 
 def get_training(store: ResultStore, name: str) -> dict[str, Any] | None:
-    df = trainings(store)
-    hit = df[df["name"] == name]
-    return None if hit.empty else hit.iloc[0].to_dict()
+    """One recorded training by model name (JSON columns parsed), or None: one row read, not
+    the table (a facet-cv curve records a row per fold and size)."""
+    exists = store._con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='trainings'").fetchone()
+    if not exists:
+        return None
+    hit = store.frame("SELECT * FROM trainings WHERE name=?", (name,))
+    if hit.empty:
+        return None
+    row = hit.iloc[0].to_dict()
+    return {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
 
 
 # ---------------------------------------------------------------------------- registry file
@@ -163,7 +173,7 @@ def registry_file(store_dir: Path) -> Path:
 def write_registry_entry(store_dir: Path, entry: dict[str, Any]) -> Path:
     """Add (or replace, by name) ``entry`` in the store folder's trained-models file, with a
     local weights path inside the folder written relative to it; validated against the schema."""
-    from surfbench.models.registry import use_project, validate_entries
+    from surfbench.models.registry import dump_yaml, load_yaml, use_project, validate_entries
 
     path = registry_file(store_dir)
     entry = dict(entry)
@@ -176,13 +186,13 @@ def write_registry_entry(store_dir: Path, entry: dict[str, Any]) -> Path:
     validate_entries([entry])
     models = []
     if path.is_file():
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
         models = list(raw.get("models", []) if isinstance(raw, dict) else raw)
     models = [m for m in models if m.get("name") != entry["name"]] + [entry]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text("# models trained by 'surfbench train' (registry entries, models/schema.json)\n"
-                   + yaml.safe_dump({"models": models}, sort_keys=False), encoding="utf-8")
+                   + dump_yaml({"models": models}), encoding="utf-8")
     os.replace(tmp, path)
     use_project(path.parent)
     return path
@@ -583,8 +593,9 @@ def train_curve(
     result = CurveResult(curve, split, [], protocol=protocol, folds=folds, dataset=ds.name)
     with ResultStore(store_dir) as store:
         if foundation is not None and not Path(foundation).exists():
-            echo(f"zero-shot {foundation} on the same slabs and test frames")
-            fp, surface, fm = evaluate_model(store, foundation, ds, test_frames(split, settings), frameset_of(data), device=device,
+            test = [] if protocol == FACET_CV else test_frames(split, settings)  # facet-cv folds have no test frames either
+            echo(f"zero-shot {foundation} on the same slabs" + (" and test frames" if test else ""))
+            fp, surface, fm = evaluate_model(store, foundation, ds, test, frameset_of(data), device=device,
                                              threads=threads, echo=echo)
             result.zero_shot = TrainingResult(foundation, fp, 0, True, None, None, None, surface, fm)
         for fold in folds:

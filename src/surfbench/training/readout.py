@@ -25,7 +25,12 @@ split are both fitting frames (a closed-form fit needs no early stopping). Energ
 force or stress term.
 
 Settings: ``alpha_grid`` (smallest, largest, count of a log-spaced grid of alpha,
-dimensionless, on standardised features), ``cv_folds``.
+dimensionless, on standardised features), ``cv_folds``, ``slab_weight``: the weight of the
+training frames that are slabs (group "Surface", or a vacuum gap) in the fit and its CV score
+(default 1: every frame alike), or ``cv``: chosen with alpha among 1, 3, 10, 30 by the
+cross-validated error over the held-out *slab* frames of the training data (gamma is a
+difference of slab and bulk energies, so the slab frames are what it needs right). Only
+protocols that train on slabs (mlearn-split, facet-cv) have slab frames to weight.
 Base models: any family with a tapped read-out (SevenNet, CHGNet, matgl TensorNet / M3GNet).
 Features are cached by structure hash in ``<store folder>/surfbench-descriptors`` (the
 descriptor cache), so the facet-cv folds and reruns reuse them.
@@ -47,7 +52,10 @@ from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingErr
 #: the ridge grid (smallest, largest, count; log-spaced; standardised features, y in eV/atom)
 ALPHA_GRID = (1e-8, 1e3, 23)
 
-_SETTINGS = {"alpha_grid": list(ALPHA_GRID), "cv_folds": 5, "n_valid": 0}
+#: slab weights tried by ``slab_weight: cv``
+SLAB_WEIGHT_GRID = (1.0, 3.0, 10.0, 30.0)
+
+_SETTINGS = {"alpha_grid": list(ALPHA_GRID), "cv_folds": 5, "n_valid": 0}  # slab_weight: 1 unless set
 #: presets (a closed-form fit converges in every preset; ``tiny`` evaluates fewer test frames)
 DEFAULT_SETTINGS = {"paper": dict(_SETTINGS), "cpu-quick": dict(_SETTINGS), "tiny": dict(_SETTINGS)}
 
@@ -89,21 +97,28 @@ def _solve(X: np.ndarray, C: np.ndarray, y: np.ndarray, alpha: float) -> tuple[n
 
 
 def choose_alpha(X: np.ndarray, C: np.ndarray, y: np.ndarray, alphas: Sequence[float], folds: int,
-                 seed: int) -> tuple[float, list[dict[str, float]]]:
-    """The alpha of least cross-validated RMSE of y (eV/atom), and the CV curve."""
+                 seed: int, weights: np.ndarray | None = None,
+                 scored: np.ndarray | None = None) -> tuple[float, list[dict[str, float]]]:
+    """The alpha of least cross-validated RMSE of y (eV/atom; the fit weighted by ``weights``,
+    the score over the held-out frames in ``scored``, all when None, with the same weights),
+    and the CV curve."""
     from sklearn.model_selection import KFold
 
     k = min(int(folds), len(y))
     if k < 2:
         raise TrainingError(f"readout: {len(y)} training frame(s); cross-validation needs at least 2")
+    wts = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    mask = np.ones(len(y), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+    root = np.sqrt(wts)[:, None]
     splits = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(X))
     curve = []
     for alpha in alphas:
         sq = 0.0
         for tr, te in splits:
-            w, b = _solve(X[tr], C[tr], y[tr], alpha)
-            sq += float(np.sum((y[te] - X[te] @ w - C[te] @ b) ** 2))
-        curve.append({"alpha": float(alpha), "cv_rmse_ev_per_atom": float(np.sqrt(sq / len(y)))})
+            w, b = _solve(X[tr] * root[tr], C[tr] * root[tr], y[tr] * root[tr, 0], alpha)
+            te = te[mask[te]]
+            sq += float(np.sum(wts[te] * (y[te] - X[te] @ w - C[te] @ b) ** 2))
+        curve.append({"alpha": float(alpha), "cv_rmse_ev_per_atom": float(np.sqrt(sq / wts[mask].sum()))})
     best = min(curve, key=lambda c: (c["cv_rmse_ev_per_atom"], -c["alpha"]))
     return best["alpha"], curve
 
@@ -120,9 +135,15 @@ def alphas_of(grid: Sequence[float] = ALPHA_GRID) -> list[float]:
 
 
 def fit_readout(energies_dft_ev, energies_base_ev, features, numbers, *, alphas: Sequence[float] | None = None,
-                cv_folds: int = 5, seed: int = 0, base_fingerprint: str = ""):
+                cv_folds: int = 5, seed: int = 0, base_fingerprint: str = "", slab: Sequence[bool] | None = None,
+                slab_weight: float | str = 1.0):
     """Fit a :class:`~surfbench.models.features.Readout` (module docs); returns it with the
-    cross-validation curve and training RMSE in its ``info``."""
+    cross-validation curve and training RMSE in its ``info``.
+
+    ``slab``: which training frames are slabs; ``slab_weight``: their weight in the fit (a
+    number), or ``"cv"``: the weight of :data:`SLAB_WEIGHT_GRID` and the alpha whose
+    cross-validated RMSE over the held-out *slab* frames is least (model selection on the
+    training frames only)."""
     from ase.data import chemical_symbols
 
     from surfbench.models.features import Readout
@@ -132,8 +153,26 @@ def fit_readout(energies_dft_ev, energies_base_ev, features, numbers, *, alphas:
     X, C, y = design(energies_dft_ev, energies_base_ev, features, numbers, elements)
     if not np.all(np.isfinite(y)):
         raise TrainingError("readout: a training frame has a non-finite energy")
-    alpha, curve = choose_alpha(X, C, y, alphas, cv_folds, seed)
-    w, b = _solve(X, C, y, alpha)
+    is_slab = np.zeros(len(y), dtype=bool) if slab is None else np.asarray(slab, dtype=bool)
+    if slab_weight == "cv" and is_slab.any():
+        trials = []
+        for sw in SLAB_WEIGHT_GRID:
+            a, c = choose_alpha(X, C, y, alphas, cv_folds, seed, np.where(is_slab, sw, 1.0), scored=is_slab)
+            trials.append((min(x["cv_rmse_ev_per_atom"] for x in c), sw, a))
+        score, chosen, _ = min(trials)
+        selection = [{"slab_weight": sw, "alpha": a, "cv_slab_rmse_ev_per_atom": sc} for sc, sw, a in trials]
+    else:
+        try:
+            chosen = 1.0 if slab_weight == "cv" else float(slab_weight)
+        except (TypeError, ValueError):
+            raise TrainingError(f"readout: slab_weight must be a number or 'cv', got {slab_weight!r}") from None
+        if not chosen > 0:
+            raise TrainingError(f"readout: slab_weight must be positive, got {slab_weight!r}")
+        selection = []
+    wts = np.where(is_slab, chosen, 1.0)
+    alpha, curve = choose_alpha(X, C, y, alphas, cv_folds, seed, wts)
+    root = np.sqrt(wts)
+    w, b = _solve(X * root[:, None], C * root[:, None], y * root, alpha)
     d = features[0].shape[1]
     resid = y - X @ w - C @ b
     info = {
@@ -142,6 +181,7 @@ def fit_readout(energies_dft_ev, energies_base_ev, features, numbers, *, alphas:
         "base_rmse_ev_per_atom": float(np.sqrt(np.mean((y - C @ np.linalg.lstsq(C, y, rcond=None)[0]) ** 2))),
         "cv_rmse_ev_per_atom": min(c["cv_rmse_ev_per_atom"] for c in curve), "cv_curve": curve,
         "alpha_at_grid_edge": bool(alpha in (min(alphas), max(alphas))),
+        "slab_weight": float(chosen), "n_slab_frames": int(is_slab.sum()), "slab_weight_selection": selection,
     }
     return Readout(elements=elements, weights=w.reshape(len(elements), d), bias_ev=b,
                    base_fingerprint=base_fingerprint, info=info)
@@ -204,9 +244,13 @@ class ReadoutTrainer(Trainer):
             torch.set_num_threads(int(threads))
         energies, feats, numbers = frame_features(base, frames, cache_dir_for(job))
         t_features = time.perf_counter() - t0
+        from surfbench.analysis.softening import frame_group
+
         readout = fit_readout([f.energy_ev for f in frames], energies, feats, numbers,
                               alphas=alphas_of(job.settings.get("alpha_grid", ALPHA_GRID)), cv_folds=int(job.settings.get("cv_folds", 5)),
-                              seed=job.seed, base_fingerprint=base.fingerprint.id)
+                              seed=job.seed, base_fingerprint=base.fingerprint.id,
+                              slab=[frame_group(f) == "Surface" for f in frames],
+                              slab_weight=job.settings.get("slab_weight", 1.0))
         readout.info.update({"features_s": t_features, "fit_s": time.perf_counter() - t0 - t_features})
         missing = sorted(set(job.elements) - set(readout.elements))
         if missing:

@@ -32,13 +32,20 @@ from surfbench.models.base import Fingerprint, LoadedModel, ModelBackend, ModelL
 _BASES: dict[tuple[str, str], LoadedModel] = {}
 
 
+#: (name, device, dtype) -> the same, so that the base weights are hashed once per process
+_BY_NAME: dict[tuple[str, str, str | None], LoadedModel] = {}
+
+
 def shared_base(name: str, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
     """The registry model ``name`` as loaded once in this process for every read-out on it (its
     calculator, with the feature tap, is built on first use)."""
     from surfbench.models.registry import load_model
 
-    model = load_model(name, device=device, dtype=dtype)
-    return _BASES.setdefault((model.fingerprint.id, device), model)
+    key = (name, device, dtype)
+    if key not in _BY_NAME:
+        model = load_model(name, device=device, dtype=dtype)
+        _BY_NAME[key] = _BASES.setdefault((model.fingerprint.id, device), model)
+    return _BY_NAME[key]
 
 
 class ReadoutBackend(ModelBackend):
