@@ -90,6 +90,12 @@ def main() -> None:
         results = seen.mark_from_store(store, results)
     order = [m for m in models if m in set(results["model"])]
     bulks, slabs = bulk_predictions(results), slab_predictions(results)
+    from surfbench.analysis.comparable import comparability
+
+    comp = comparability(slabs, order)  # the side-by-side tables below are a ranking only among comparable models
+    print(f"# {comp.summary()}")
+    if comp.note():
+        print(f"# {comp.note()}")
 
     print(f"\n## gamma RMSE per element, all 75 slabs (J/m^2; specialists: 64 of them seen in training)\n")
     per_el = metrics(bulks, slabs, by="element")
@@ -110,7 +116,7 @@ def main() -> None:
     for m in order:
         c, s = comp.loc[m], summ.loc[m]
         rows.append({
-            "model": m,
+            "model": comp.label(m),
             "gamma RMSE unseen": _ci(c["gamma_rmse"], c["gamma_rmse_lo"], c["gamma_rmse_hi"]),
             "gamma MAE unseen": _ci(c["gamma_mae"], c["gamma_mae_lo"], c["gamma_mae_hi"]),
             "gamma MSE unseen": _ci(c["gamma_mse"], c["gamma_mse_lo"], c["gamma_mse_hi"]),

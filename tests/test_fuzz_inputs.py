@@ -1,11 +1,13 @@
-"""Fuzzing the input readers with hypothesis: corrupt mlearn JSON (bytes and documents) and
-corrupt user extxyz files give a clear :class:`DataError` (or, for the validator, a list of
-problems), never another exception. Deterministic (``derandomize``) and small."""
+"""Fuzzing the input readers with hypothesis: corrupt mlearn JSON (bytes and documents), corrupt
+user extxyz files and odd in-memory Datasets given to ``surfbench.evaluate`` give a clear
+:class:`DataError` (or, for the validator, a list of problems), never another exception.
+Deterministic (``derandomize``) and small."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -287,3 +289,84 @@ def test_corrupt_result_store(tmp_path_factory, small_store, cut, flips):
     else:
         event("read")
         assert len(results) <= 3 and len(records) <= 3 and int(runs["n"].sum()) == len(results)
+
+
+# ---------------------------------------------------------------------------- in-memory data sets
+
+def _odd_atoms(kind: str, atoms):
+    """``atoms`` changed the way a hand-built Dataset can be wrong."""
+    import numpy as np
+    from ase import Atoms
+
+    out = atoms.copy()
+    if kind == "other element":
+        out.symbols[:] = "Ni"
+    elif kind == "alloy":
+        out.symbols[0] = "Ni"
+    elif kind == "overlap":
+        out += Atoms("Cu", positions=[out.positions[0] + [0.3, 0.0, 0.0]])
+    elif kind == "vacuum":
+        out.center(vacuum=4.0, axis=0)
+    elif kind == "no vacuum":
+        out.set_cell(np.diag([out.cell.lengths()[0], out.cell.lengths()[1], 3.0]) @ np.eye(3), scale_atoms=True)
+    elif kind == "empty":
+        out = Atoms(cell=out.cell, pbc=True)
+    return out
+
+
+RECORD_EDITS = st.one_of(
+    st.tuples(st.just("element"), st.sampled_from(["Ni", "Xx", ""])),
+    st.tuples(st.just("vacuum_axis"), st.sampled_from([0, 1, 2])),
+    st.tuples(st.just("energy_ev"), st.sampled_from([float("nan"), float("inf"), "12.5", True, -1e9, 1e9, -11.0])),
+    st.tuples(st.just("bulk_energy_per_atom_ev"), st.sampled_from([-3.5, None, float("nan"), -4.0])),
+    st.tuples(st.just("bulk_id"), st.sampled_from(["nope", None, "Cu-bulk"])),
+    st.tuples(st.just("atoms"), st.sampled_from(["other element", "alloy", "overlap", "vacuum", "no vacuum", "empty"])),
+    st.tuples(st.just("miller"), st.sampled_from([(0, 0, 0), (1.5, 0, 0), (1, 1, 1), None])),
+)
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 2), RECORD_EDITS), min_size=1, max_size=3))
+def test_in_memory_dataset_with_odd_records(tmp_path_factory, edits):
+    """A Dataset built in Python with odd records (another element, a wrong vacuum axis, energies
+    that are NaN, text or a bool, a bulk energy that disagrees with the bulk record, a missing
+    bulk, alloys, overlapping atoms, a bulk with vacuum, a (000) or fractional Miller index),
+    given to surfbench.evaluate: a DataError naming the record, or an evaluation whose slabs all
+    have a finite gamma and a DFT gamma that is not negative; never another exception (the issue
+    saw a raw sqlite3 IntegrityError)."""
+    import dataclasses
+    import warnings
+
+    from ase.calculators.emt import EMT
+
+    import surfbench
+    from tests.workdirs import cu_dataset
+
+    ds = cu_dataset()
+    records = [*ds.bulks.values(), *ds.surfaces]
+    for index, (field_name, value) in edits:
+        rec = records[index]
+        if not hasattr(rec, field_name):
+            continue
+        if field_name == "atoms":
+            value = _odd_atoms(value, rec.atoms)
+        records[index] = dataclasses.replace(rec, **{field_name: value})
+    bulks = {r.id: r for r in records if isinstance(r, BulkRecord)}
+    odd = Dataset("cu-toy", bulks, [r for r in records if isinstance(r, SurfaceRecord)])
+    work = tmp_path_factory.mktemp("mem")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = surfbench.evaluate(EMT(), odd, workdir=work, name="emt-mem", progress=False)
+    except DataError as exc:
+        event("refused")
+        assert "data set 'cu-toy'" in str(exc) and "record " in str(exc)
+        return
+    event("evaluated")
+    preds = res.predictions()
+    slabs = preds[preds["kind"] == "slab"]
+    assert len(slabs) == len(odd.surfaces)
+    ok = slabs[slabs["status"] == "ok"]
+    assert (ok["dft_gamma_j_per_m2"].dropna() >= 0).all()
+    with_bulk = ok[ok["failure_kind"].isna()]
+    assert with_bulk["model_gamma_j_per_m2"].map(math.isfinite).all()

@@ -155,7 +155,7 @@ def test_named_data_sets_are_screened_too(monkeypatch):
                   [SurfaceRecord(id="s", element="Cu", atoms=s, energy_ev=-10.5, bulk_id="b", bulk_energy_per_atom_ev=-4.0)])
     info = registry.DatasetInfo("fake", "test", "-", "-", loader=lambda data_dir=None, download=True: bad)
     monkeypatch.setitem(registry.DATASETS, "fake", info)
-    with pytest.raises(DataError, match=r"1 impossible structure\(s\): record b: atoms 0 and 4 overlap"):
+    with pytest.raises(DataError, match=r"1 problem\(s\): record b: atoms 0 and 4 overlap"):
         registry.load_dataset("fake")
     out = cli.invoke(app, ["data", "validate", "fake"])
     assert out.exit_code == 2 and "record b: atoms 0 and 4 overlap" in out.output, out.output

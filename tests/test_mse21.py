@@ -263,3 +263,62 @@ def test_cli_table_and_report_on_reference_runs(tmp_path):
     rep = cli.invoke(app, ["report", "--workdir", str(tmp_path), "--dataset", "ref-toy", "--protocol", "model-built",
                            "-o", str(tmp_path / "r.html")])
     assert rep.exit_code != 0 and "reference values only" in rep.output
+
+
+def test_export_writes_reference_results_and_refuses_an_empty_selection(tmp_path):
+    """`export` of a store holding only a reference-value run wrote the header alone and said
+    "wrote" (issue 25, point 9): it writes every protocol's results, the reference facets with
+    the model's gamma beside PBE and experiment; a filter that leaves nothing is an error and
+    writes no file."""
+    from typer.testing import CliRunner
+
+    from surfbench.cli import app
+
+    refs = Dataset("ref-toy", {}, [_facet("Cu", "fcc", (1, 1, 1), 1.27, 1.81), _facet("Mo", "bcc", (1, 1, 0), 2.70, 2.95)])
+    with ResultStore(tmp_path) as store:
+        run(refs, load_model("emt"), store, ModelBuiltProtocol(layers=3))
+        gamma = json.loads(store.reference_results("ref-toy").set_index("record_id").loc["Cu111", "extra"])["gamma_j_per_m2"]
+    cli = CliRunner(env={"COLUMNS": "250"})
+    out = cli.invoke(app, ["export", "-w", str(tmp_path), "-o", str(tmp_path / "x.csv")])
+    assert out.exit_code == 0, out.output
+    df = pd.read_csv(tmp_path / "x.csv").set_index("record_id")
+    assert sorted(df.index) == ["Cu111", "Mo110"] and set(df["kind"]) == {"reference_facet"}
+    cu = df.loc["Cu111"]
+    assert cu["protocol"] == "model-built(layers=3,vacuum_a=15.0,bulk_fmax_ev_per_a=0.005,fmax_ev_per_a=0.05,steps=500," \
+                              "optimizer=FIRE,fix_bottom_layers=0,max_displacement_a=5.0,max_volume_ratio=2.0)"
+    assert cu["miller"] == "1 1 1" and cu["gamma_pred_j_per_m2"] == pytest.approx(gamma, rel=1e-12)
+    assert cu["error_pbe_j_per_m2"] == pytest.approx(gamma - 1.27, rel=1e-12)
+    assert cu["error_exp_j_per_m2"] == pytest.approx(gamma - 1.81, rel=1e-12)
+    assert df.loc["Mo110", "gamma_status"] == "failed" and df.loc["Mo110", "gamma_failure"] == "unsupported_element"
+    # with a DFT run beside it, both are exported, every protocol
+    with ResultStore(tmp_path) as store:
+        run(_tiny_dft(), load_model("emt"), store)
+    out = cli.invoke(app, ["export", "-w", str(tmp_path), "-o", str(tmp_path / "y.csv")])
+    df = pd.read_csv(tmp_path / "y.csv")
+    assert out.exit_code == 0 and sorted(df["kind"]) == ["bulk", "reference_facet", "reference_facet", "slab"]
+    assert set(df["protocol"]) == {"static", cu["protocol"]}
+    out = cli.invoke(app, ["export", "-w", str(tmp_path), "--elements", "Ni", "-o", str(tmp_path / "z.csv")])
+    assert out.exit_code == 2 and "no stored result matches elements Ni: nothing written" in " ".join(out.output.split())
+    assert not (tmp_path / "z.csv").exists()
+
+
+def test_provenance_of_mse21_is_said_as_it_is():
+    """ml-peg has no surface-energy benchmark (issue 25, point 10): mSE21 is the 21-metal set of
+    Tran et al. as packaged in a public data repository of an ml-peg author, at a pinned commit;
+    no text of the code, the docs or the README says otherwise."""
+    import re
+    from pathlib import Path
+
+    from surfbench.data import mse21
+    from surfbench.data.registry import DATASETS
+
+    for text in (mse21.REFERENCE, DATASETS["mse21"].reference):
+        assert "Tran et al." in text and "235162" in text and "benshi97/ml-peg-transition-metal-data" in text
+    root = Path(__file__).resolve().parents[1]
+    wrong = re.compile(r"ml-peg(?:'s)?\s+surface[- ]energy\s+benchmark|as used by ml-peg", re.IGNORECASE)
+    files = [root / "README.md", *(root / "docs").rglob("*.md"), *(root / "src").rglob("*.py"),
+             *(root / "benchmarks").glob("*.py")]
+    offending = [str(f.relative_to(root)) for f in files if wrong.search(f.read_text(encoding="utf-8"))]
+    assert not offending, offending
+    ds_doc = (root / "docs" / "commands" / "data.md").read_text()
+    assert "the 21-metal set of Tran et al." in ds_doc and "ml-peg itself has no surface-energy benchmark" in ds_doc

@@ -168,3 +168,83 @@ def test_export_into_a_missing_folder_is_a_clear_error(inputs, tmp_path):
     out = runner.invoke(app, ["export", "-o", str(target), "-w", str(inputs["filled"])])
     assert out.exit_code == 2 and _clean(out)
     assert f"cannot write {target}: the folder {target.parent} does not exist" in " ".join(out.output.split())
+
+
+# ---------------------------------------------------------------------------- issue 25: crash paths, lax input
+
+def _option_cases(w: Path, filled: Path, data: Path, out: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (arguments, the message of the refusal, exit code 2)."""
+    d, fw = str(data), str(filled)
+    many = "99999"
+    return {
+        "run --threads 99999": (["run", "-m", "emt", "-d", d, "-w", str(w), "--threads", many], "--threads 99999 is more than"),
+        "softening --threads 99999": (["softening", "-m", "emt", "-w", str(w), "--threads", many], "--threads 99999 is more than"),
+        "md --threads 99999": (["md", "-m", "emt", "-d", d, "-w", fw, "--threads", many], "--threads 99999 is more than"),
+        "run --timeout inf": (["run", "-m", "emt", "-d", d, "-w", str(w), "--timeout", "inf"],
+                              "--timeout must be a positive, finite number of seconds, got inf"),
+        "run --timeout 1e300": (["run", "-m", "emt", "-d", d, "-w", str(w), "--timeout", "1e300"],
+                                "longer than the longest timeout"),
+        "run --elements ''": (["run", "-m", "emt", "-d", d, "-w", str(w), "--elements", ""], "--elements '' names no element"),
+        "table --elements ''": (["table", "-w", fw, "--elements", ""], "--elements '' names no element"),
+        "report --elements ','": (["report", "-w", fw, "--elements", ",", "-o", str(out / "e.html")],
+                                  "--elements ',' names no element"),
+        "export --miller ''": (["export", "-w", fw, "--miller", "", "-o", str(out / "m.csv")], "--miller '' names no Miller index"),
+        "run --miller ''": (["run", "-m", "emt", "-d", d, "-w", str(w), "--miller", " "], "--miller ' ' names no Miller index"),
+        "run --miller 000": (["run", "-m", "emt", "-d", d, "-w", str(w), "--miller", "000"], "'000' is (0 0 0), which is no plane"),
+        "run --miller '1.5 0 0'": (["run", "-m", "emt", "-d", d, "-w", str(w), "--miller", "1.5 0 0"],
+                                   "'1.5 0 0' is not a Miller index"),
+        "run model-built --vacuum 2": (["run", "-m", "emt", "-d", d, "-w", str(w), "--protocol", "model-built", "--vacuum", "2"],
+                                       "the vacuum gap must be at least 5 Angstrom"),
+        "run relaxed --fix-bottom-layers 3": (["run", "-m", "emt", "-d", d, "-w", str(w), "--protocol", "relaxed",
+                                               "--fix-bottom-layers", "3"],
+                                              "--fix-bottom-layers 3 would hold every atomic layer of 1 slab(s)"),
+        "export a filter that leaves nothing": (["export", "-w", fw, "--elements", "Ni", "-o", str(out / "ni.csv")],
+                                                "no stored result matches elements Ni: nothing written"),
+        "map --elements ''": (["map", "-w", fw, "-d", d, "--elements", "", "-o", str(out / "e-map.html"), "--no-png"],
+                              "--elements '' names no element"),
+    }
+
+
+def test_bad_options_are_refused_before_anything_runs(inputs, tmp_path):
+    """--threads 99999 (a MemoryError), --timeout inf (an OverflowError), empty --elements/--miller
+    (which ran everything), (000) and fractional Miller indices, a model-built vacuum of 2
+    Angstrom, --fix-bottom-layers beyond the slab, an export filter that leaves no row."""
+    problems = {}
+    for name, (args, message) in _option_cases(tmp_path / "w", inputs["filled"], inputs["data"], inputs["out"]).items():
+        problem = _check(runner.invoke(app, args), 2, message)
+        if problem:
+            problems[name] = problem
+    assert not problems, problems
+    assert not (tmp_path / "w" / STORE_NAME).exists()  # refused before a store was made
+    assert not (inputs["out"] / "ni.csv").exists()  # nothing written for an empty export
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_untouched(inputs, tmp_path):
+    """Another program's SQLite database named surfbench.sqlite: every command that opens the
+    store refuses it, naming it, and nothing is written into it (surfbench added its tables)."""
+    import sqlite3
+
+    foreign = tmp_path / "w"
+    foreign.mkdir()
+    con = sqlite3.connect(foreign / STORE_NAME)
+    with con:
+        con.execute("CREATE TABLE patients (id INTEGER, name TEXT)")
+        con.execute("INSERT INTO patients VALUES (1, 'x')")
+    con.close()
+    before = (foreign / STORE_NAME).read_bytes()
+    out = inputs["out"]
+    commands = {
+        "run": ["run", "-m", "emt", "-d", str(inputs["data"]), "-w", str(foreign)],
+        "table": ["table", "-w", str(foreign)],
+        "report": ["report", "-w", str(foreign), "-o", str(out / "f.html"), "--no-png"],
+        "export": ["export", "-w", str(foreign), "-o", str(out / "f.csv")],
+        "md": ["md", "-m", "emt", "-d", str(inputs["data"]), "-w", str(foreign), "--steps", "2"],
+        "map": ["map", "-w", str(foreign), "-d", str(inputs["data"]), "-o", str(out / "f-map.html"), "--no-png"],
+    }
+    problems = {}
+    for name, args in commands.items():
+        problem = _check(runner.invoke(app, args), 2, "is an SQLite database but not a surfbench result store")
+        if problem:
+            problems[name] = problem
+    assert not problems, problems
+    assert (foreign / STORE_NAME).read_bytes() == before and sorted(p.name for p in foreign.iterdir()) == [STORE_NAME]

@@ -152,6 +152,65 @@ def test_fixed_bottom_layers_do_not_move():
     assert json.dumps(out.extra)  # extras are JSON for the store
 
 
+def test_fixed_layers_beyond_the_slab_are_refused():
+    """--fix-bottom-layers N with N at least the slab's layer count held every atom fixed and
+    "converged" at once (issue 25, point 8): refused before the run, and never relaxed."""
+    ds = _dataset(3.70)
+    slab = ds.surfaces[0]
+    n_layers = int(layer_indices(slab.atoms, slab.vacuum_axis).max()) + 1
+    RelaxedProtocol(fix_bottom_layers=n_layers - 1).check_dataset(ds)  # one layer left free: fine
+    with pytest.raises(ValueError, match=f"--fix-bottom-layers {n_layers} would hold every atomic layer of 1 slab"):
+        RelaxedProtocol(fix_bottom_layers=n_layers).check_dataset(ds)
+    out = RelaxedProtocol(fix_bottom_layers=n_layers).relax_slab(slab.atoms, EMT(), axis=2, scale=1.0)
+    assert out.status == "failed" and out.failure_kind == "invalid_settings" and "nothing would relax" in out.message
+
+
+class OddOutputs(Calculator):
+    """EMT with one output made wrong: the energy as a text or a bool, the stress of shape (5,)
+    or NaN (from the first call, or from the ``after``-th call on)."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, odd: str, after: int = 0):
+        super().__init__()
+        self.odd, self.after, self.calls = odd, after, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        a = self.atoms.copy()
+        a.calc = EMT()
+        energy, stress = a.get_potential_energy(), a.get_stress()
+        if self.calls > self.after:
+            energy = {"text": "12.5", "bool": True}.get(self.odd, energy)
+            stress = {"shape": stress[:5], "nan": stress * np.nan}.get(self.odd, stress)
+        self.results = {"energy": energy, "forces": a.get_forces(), "stress": stress}
+
+
+@pytest.mark.parametrize("odd, after, message", [
+    ("text", 0, "the calculator's energy is '12.5' (a str), not a number"),
+    ("bool", 0, "the calculator's energy is True (a bool), not a number"),
+    ("shape", 0, "the calculator's stress has shape (5,) (float64), expected (6,) or (3, 3)"),
+    ("nan", 0, "the calculator's stress is not finite (6 of 6 values NaN or inf)"),
+    ("nan", 3, "the calculator's stress is not finite (6 of 6 values NaN or inf)"),
+])
+def test_calculator_outputs_that_are_not_what_they_claim(odd, after, message):
+    """A calculator returning "12.5" or True as its energy was scored; a stress of shape (5,)
+    gave an empty "AssertionError:", a NaN stress "cannot convert float NaN to integer" (issue
+    25, point 8): each is a calculator_error naming the output."""
+    from surfbench.evaluation.protocols import StaticProtocol
+
+    ds = _dataset(3.70)
+    b = ds.bulks["Cu/bulk"]
+    out = RelaxedProtocol().calc_record(b, OddOutputs(odd, after))
+    assert (out.status, out.failure_kind, out.message) == ("failed", "calculator_error", message)
+    static = StaticProtocol().calc(b.atoms, OddOutputs(odd, after))
+    if odd in ("text", "bool"):  # a static point reads the energy only
+        assert (static.failure_kind, static.message) == ("calculator_error", message)
+    else:
+        assert static.status == "ok"
+
+
 @needs_data
 def test_relaxed_run_cli_on_mlearn_with_emt(tmp_path, data_dir):
     from typer.testing import CliRunner

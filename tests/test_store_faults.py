@@ -5,6 +5,7 @@ clear error naming the file (and, for damage, how to recover), never a traceback
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -55,6 +56,91 @@ def test_reading_commands_read_a_read_only_store(work, tmp_path):
             assert len(store.results()) == 3
     df = pd.read_csv(csv)
     assert sorted(df["record_id"]) == ["Cu-100", "Cu-111", "Cu-bulk"] and set(df["status"]) == {"ok"}
+
+
+_AS_OTHER_USER = r"""
+import json, os, shutil, sys
+from typer.testing import CliRunner
+from surfbench.cli import app
+
+store, warm, out = sys.argv[1:4]
+runner = CliRunner(env={"COLUMNS": "250"})
+
+def commands(workdir, tag):
+    return {"table": ["table", "-w", workdir],
+            "export": ["export", "-w", workdir, "-o", os.path.join(out, tag + ".csv")],
+            "report": ["report", "-w", workdir, "-o", os.path.join(out, tag + ".html"), "--no-png", "--n-boot", "20"]}
+
+# as root: each command once on a writable copy, so that every module it imports is loaded
+# (the interpreter and the standard library may live where the other user cannot read)
+for args in commands(warm, "warm").values():
+    assert runner.invoke(app, args).exit_code == 0
+if os.geteuid() == 0:
+    uid = int(sys.argv[4])
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+results = {"euid": os.geteuid()}
+for name, args in commands(store, "ro").items():
+    res = runner.invoke(app, args)
+    results[name] = {"code": res.exit_code, "output": res.output, "exception": repr(res.exception)}
+print(json.dumps(results))
+"""
+
+
+def test_reading_commands_read_a_read_only_store_as_a_user_without_write_permission(filled):
+    """The store read by a user who may not write it (not root, whom permissions do not stop and
+    who needs ``chattr +i``): SQLite cannot create the WAL index beside it and says "attempt to
+    write a readonly database"; table, export and report read it all the same. As root the
+    command drops to the user ``nobody`` (after a first run as root has imported everything)."""
+    import json
+    import os
+    import pwd
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() == 0:
+        try:
+            uid = pwd.getpwnam("nobody").pw_uid
+        except KeyError:
+            pytest.skip("running as root and there is no user 'nobody' to drop to")
+    else:
+        uid = os.geteuid()
+    top = Path(tempfile.mkdtemp(prefix="surfbench-ro-"))  # not under pytest's 0700 folders: the user reaches it
+    try:
+        top.chmod(0o755)
+        reach = [q for q in [top, *top.parents] if not q.stat().st_mode & 0o001]
+        if reach and os.geteuid() == 0:
+            pytest.skip(f"{reach[0]} is not reachable by other users")
+        store, warm, out = top / "store", top / "warm", top / "out"
+        shutil.copytree(filled, store)
+        shutil.copytree(filled, warm)
+        out.mkdir()
+        out.chmod(0o777)
+        for f in store.iterdir():
+            f.chmod(0o444)
+        store.chmod(0o555)
+        before = sorted(q.name for q in store.iterdir())
+        env = {**os.environ, "HOME": str(out), "MPLCONFIGDIR": str(out / "mpl"), "SURFBENCH_CACHE_DIR": str(out / "cache"),
+               "PYTHONPATH": os.pathsep.join(sys.path)}
+        proc = subprocess.run([sys.executable, "-c", _AS_OTHER_USER, str(store), str(warm), str(out), str(uid)],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert res["euid"] != 0
+        for name in ("table", "export", "report"):
+            assert res[name]["code"] == 0 and "Traceback" not in res[name]["output"], (name, res[name])
+        assert "coverage: 3/3 structures evaluated ok; gamma for 2/2 slabs" in res["table"]["output"]
+        df = pd.read_csv(out / "ro.csv")
+        assert sorted(df["record_id"]) == ["Cu-100", "Cu-111", "Cu-bulk"]
+        assert (out / "ro.html").is_file() and "1 models on" in res["report"]["output"]
+        assert sorted(q.name for q in store.iterdir()) == before  # nothing written beside the store
+    finally:
+        store_dir = top / "store"
+        if store_dir.exists():
+            store_dir.chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_writing_commands_name_the_read_only_store(work):

@@ -109,6 +109,32 @@ def test_parse_miller(text, hkl):
         parse_miller("1 1")
 
 
+@pytest.mark.parametrize("value, why", [
+    ("000", r"\(0 0 0\) is not a Miller index of any plane"), ([0, 0, 0], r"\(0 0 0\)"),
+    ([1.5, 0, 0], "1.5 is not a whole number"), ([True, 1, 0], "True is not a whole number"),
+    ("1.5 0 0", "is not a Miller index like"),
+])
+def test_parse_miller_refuses_zero_and_fractional_indices(value, why):
+    """(000) was accepted and "1.5 0 0" (a float array in an extxyz comment line) became (100)
+    (issue 25, point 8)."""
+    import numpy as np
+
+    with pytest.raises(ValueError, match=why):
+        parse_miller(value)
+    assert parse_miller(np.array([1.0, 1.0, 0.0])) == (1, 1, 0)  # whole numbers written as floats are fine
+
+
+def test_a_fractional_miller_index_in_a_file_is_a_problem(tmp_path):
+    from surfbench.data.userdata import write_user_dataset
+    from tests.workdirs import cu_dataset
+
+    path = write_user_dataset(cu_dataset(), tmp_path / "cu.extxyz")
+    path.write_text(path.read_text().replace('miller="1 1 1"', 'miller="1.5 0 0"'))
+    problems = validate(path)
+    assert [(p.record, p.severity) for p in problems] == [("#1 (Cu-111)", "error")]
+    assert "1.5 is not a whole number" in problems[0].message
+
+
 def test_empty_file_and_bulks_only_are_errors_naming_the_file(tmp_path):
     """An empty file and a file without slabs are refused (issue 17, point 4)."""
     from typer.testing import CliRunner

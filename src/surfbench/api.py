@@ -160,10 +160,15 @@ class Results:
         """Table I of Focassio et al. for this run and ``others`` (same data set and protocol,
         possibly from other stores): per model the RMSE of bulk energy, slab energy (eV/atom)
         and gamma (J/m^2) with percentile-bootstrap intervals (``n_boot`` resamples, ``seed``),
-        MAE and mean signed error of gamma, coverage, the paired ranking on the slabs all share
-        and the models it cannot be told apart from
-        (:func:`surfbench.report.run_figures.comparison_table`). Models are named by name, or
-        by fingerprint where one name has several."""
+        MAE and mean signed error of gamma, coverage, and the paired ranking of the comparable
+        models (``comparable``: those that evaluated every slab any of them evaluated) on the
+        slabs they all have a gamma for (``gamma_common_n_common`` of them; their RMSE there,
+        ``gamma_common_rmse``, rank, P(best)) with the models each cannot be told apart from
+        (:func:`surfbench.report.run_figures.comparison_table`, rule in
+        :mod:`surfbench.analysis.comparable`). A run that covers other slabs (``evaluate(...,
+        elements=["Cu"])`` beside a full run) is not comparable: its row has its own metrics and
+        no rank; compare such runs on what they share (restrict the others with ``elements`` or
+        ``miller`` too). Models are named by name, or by fingerprint where one name has several."""
         from surfbench.report.run_figures import comparison_table
 
         for other in others:
@@ -276,7 +281,18 @@ def _dataset(dataset: str | os.PathLike | Dataset, data_dir: str | os.PathLike |
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
     if isinstance(dataset, Dataset):
-        ds = dataset
+        from surfbench.data.checks import validate_dataset
+
+        from surfbench.data.registry import DATASETS
+
+        # a copy (the caller's object is left as it is), checked as a data file is (elements, vacuum, bulk
+        # energies, ...). Its records are the whole data set unless a loader said otherwise, or it bears the
+        # name of a named data set or of a data file (then it is most likely a selection of that one's records)
+        ds = Dataset(dataset.name, dict(dataset.bulks), list(dataset.surfaces), list(dataset.notes),
+                     dict(dataset.provenance), dataset.members)
+        validate_dataset(ds)
+        if ds.members is None and ds.name not in DATASETS and not Path(ds.name).is_file():
+            ds.as_whole()
     elif isinstance(dataset, str | os.PathLike):
         ds = load_dataset_cached(os.fspath(dataset), data_dir)
     else:
@@ -284,6 +300,8 @@ def _dataset(dataset: str | os.PathLike | Dataset, data_dir: str | os.PathLike |
     wanted = None
     if elements is not None:
         wanted = {elements} if isinstance(elements, str) else set(elements)
+        if not wanted:
+            raise ValueError(f"elements={elements!r} names no element: give some (e.g. ['Cu']), or None for every element")
         missing = sorted(wanted - set(ds.elements))
         if missing:
             raise ValueError(f"elements {missing} are not in data set {ds.name} (its elements: {', '.join(ds.elements)})")
@@ -292,6 +310,8 @@ def _dataset(dataset: str | os.PathLike | Dataset, data_dir: str | os.PathLike |
         try:
             one = isinstance(miller, str) or (len(miller) == 3 and all(isinstance(i, int) for i in miller))
             millers = frozenset(parse_miller(m) for m in ([miller] if one else miller))
+            if not millers:
+                raise ValueError("names no index; give some, or None for every index")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"miller={miller!r}: give Miller indices as '110', '1 1 0' or (1, 1, 0) ({exc})") from None
     subset = Subset(elements=None if wanted is None else frozenset(wanted), millers=millers)
@@ -362,7 +382,12 @@ def evaluate(
     calculator object, which then needs ``name`` and is fingerprinted as described in
     :mod:`surfbench.models.instance` (what is and is not detected as "the same model").
     ``dataset``: a data set name (``surfbench datasets``), the path of a data file (extxyz or
-    ASE database, :mod:`surfbench.data.userdata`) or a :class:`~surfbench.records.Dataset`.
+    ASE database, :mod:`surfbench.data.userdata`) or a :class:`~surfbench.records.Dataset`, which
+    is checked as a data file is (:mod:`surfbench.data.checks`: each structure of its record's
+    element, slabs' vacuum along their ``vacuum_axis``, bulk energies as in the bulk records,
+    finite energies, no negative DFT surface energy, no overlapping atoms) and refused with a
+    :class:`~surfbench.data.errors.DataError` naming the records at fault; a DFT surface energy
+    outside 0.05-6 J/m^2 gives a :class:`~surfbench.data.errors.DataWarning`.
     ``protocol``: ``static`` (DFT geometries), ``relaxed`` (the model's own minimum; the static
     run is done too) or ``model-built``, or a protocol object with other settings.
     ``workdir``: the project folder of the result store, shared with the command line.
@@ -385,8 +410,11 @@ def evaluate(
     from surfbench.models.registry import use_project
 
     check_device(device)
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive number, got {threads!r}")
+    from surfbench.execution.run_command import threads_problem
+
+    problem = threads_problem(threads, "threads")
+    if problem:
+        raise ValueError(problem)
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     workdir = Path(workdir).expanduser().resolve()
     use_project(workdir)  # models trained in this folder (surfbench train) are known by name, as for the CLI
@@ -395,6 +423,14 @@ def evaluate(
     with ResultStore(workdir) as store, _progress(f"{loaded.name} on {Path(ds.name).name}", progress) as callbacks:
         summary = run_protocol(ds, loaded, store, proto, threads=threads, retry_failed=retry_failed,
                                keep_both_fingerprints=keep_both_fingerprints, **callbacks)[-1]
+    from surfbench.data.checks import range_warning
+
+    if (doubt := range_warning(ds)) is not None:
+        import warnings
+
+        from surfbench.data.errors import DataWarning
+
+        warnings.warn(doubt, DataWarning, stacklevel=2)
     ids = frozenset(r.id for r in [*ds.bulks.values(), *ds.surfaces])
     return Results(dataset=summary.dataset, model=loaded.name, fingerprint=summary.fingerprint,
                    protocol=summary.protocol, workdir=workdir, record_ids=ids, summary=summary)

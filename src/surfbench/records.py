@@ -190,13 +190,20 @@ SPLIT_CHOICES: dict[str, frozenset[str] | None] = {"all": None, "train": frozens
 
 @dataclass
 class Dataset:
-    """A named set of bulk and surface records, with notes on how it was built."""
+    """A named set of bulk and surface records, with notes on how it was built.
+
+    ``members``: the ids of every record of the whole data set this one is (a selection of),
+    as its loader found them; None where that is not known (a selection built by hand). A run
+    on a data set whose members are known marks the stored records of that name that are no
+    longer members as stale: kept in the store, left out of what is reported (see
+    :meth:`surfbench.evaluation.store.ResultStore.mark_members`)."""
 
     name: str
     bulks: dict[str, BulkRecord]
     surfaces: list[SurfaceRecord | ReferenceSurfaceRecord]
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    members: frozenset[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         ids = [s.id for s in self.surfaces] + list(self.bulks)
@@ -213,7 +220,13 @@ class Dataset:
         ]
         used = {s.bulk_id for s in surfaces}
         bulks = {k: b for k, b in self.bulks.items() if k in used}
-        return Dataset(self.name, bulks, surfaces, list(self.notes), dict(self.provenance))
+        return Dataset(self.name, bulks, surfaces, list(self.notes), dict(self.provenance), self.members)
+
+    def as_whole(self) -> Dataset:
+        """This data set, its records declared to be every member of the data set (what a loader
+        returns): ``members`` = the ids of its bulks and slabs."""
+        self.members = frozenset([*self.bulks, *(s.id for s in self.surfaces)])
+        return self
 
     @property
     def elements(self) -> list[str]:

@@ -40,3 +40,25 @@ def run_results(store, dataset: str, fingerprint: str, protocol: str, *,
     if splits is not None:
         results = results[results["split"].isin(set(splits)) | (results["kind"] == "bulk")]
     return results
+
+
+def stale_note(store, dataset: str | None = None) -> str | None:
+    """A sentence on the stale records of ``dataset`` (None: of every data set) that a reading
+    command left out (:meth:`ResultStore.mark_members`), or None when there are none."""
+    stale = store.stale_records(dataset)
+    if stale.empty:
+        return None
+    per = stale.groupby("dataset", sort=True).agg(records=("record_id", "size"), results=("results", "sum"))
+    parts = [f"{int(r.records)} record(s) of {name} with {int(r.results)} result(s)" for name, r in per.iterrows()]
+    return (f"left out: {'; '.join(parts)}, no longer in their data set (removed or renamed since they were "
+            "evaluated: stale, kept in the store)")
+
+
+def run_labels(runs: pd.DataFrame) -> dict[str, str]:
+    """fingerprint -> the label a table or figure shows for a run: the model name, or the
+    fingerprint (``name@digest``) where one name has several fingerprints in ``runs``
+    (columns ``fingerprint`` and ``model``), so that two columns are never headed alike."""
+    pairs = runs[["fingerprint", "model"]].drop_duplicates("fingerprint")
+    counts = pairs["model"].value_counts()
+    return {fp: (name if isinstance(name, str) and counts[name] == 1 else fp)
+            for fp, name in zip(pairs["fingerprint"], pairs["model"])}

@@ -72,8 +72,9 @@ def data_validate(
     min_vacuum: Annotated[float, typer.Option(help="Smallest vacuum gap (Angstrom) that makes a slab.")] = 5.0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check a user data file; list every problem per record (exit code 1 if any). A named data
-    set (or an mp-surfaces manifest) is loaded and its structures checked for overlapping atoms."""
+    """Check a user data file; list every problem per record (exit code 1 if any error; warnings,
+    such as a DFT surface energy outside 0.05-6 J/m^2, are listed and keep the file). A named data
+    set (or an mp-surfaces manifest) is loaded and checked by the same rules."""
     from surfbench.data.errors import DataError
     from surfbench.data.registry import DATASETS
     from surfbench.data.userdata import load_user_dataset, validate

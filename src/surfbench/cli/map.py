@@ -54,8 +54,15 @@ def map_command(
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
+    ResultStore(workdir, read_only=True).close()  # a damaged or foreign store ends here, before anything is written
     if n_boot < 1:
         fail("--n-boot must be at least 1")
+    from surfbench.data.subset import SubsetError, parse_elements
+
+    try:
+        wanted = None if elements is None else set(parse_elements(elements))  # '' is an error, not "every element"
+    except SubsetError as exc:
+        fail(str(exc))
     model = None
     if descriptor == "model":
         if not descriptor_model:
@@ -74,8 +81,7 @@ def map_command(
         except DescriptorError as exc:
             fail(str(exc))
     ds = load_dataset(dataset, data_dir, "all")
-    if elements:
-        wanted = {e.strip() for e in elements.split(",") if e.strip()}
+    if wanted is not None:
         missing = wanted - set(ds.elements)
         if missing:
             fail(f"--elements: {', '.join(sorted(missing))} not in {ds.name} (elements: {', '.join(ds.elements)})")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from surfbench.cli.common import (
     ElementsOpt, MillerOpt, RequirePngOpt, SPLIT_CHOICES, WorkdirOpt, app, check_png, console,
@@ -74,12 +75,19 @@ def table(
         if models is None:
             for r, res in loaded:
                 render_run(console, res, f"{r['fingerprint']} on {r['dataset']}, {r['protocol']}{where}")
-            return
-        groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
-        for r, res in loaded:
-            groups.setdefault((r["dataset"], r["protocol"]), []).append(res)
-        for (ds_name, proto), parts in groups.items():
-            render_comparison(console, pd.concat(parts, ignore_index=True), f"models on {ds_name}, {proto}, split {split}{where}")
+        else:
+            groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
+            for r, res in loaded:
+                groups.setdefault((r["dataset"], r["protocol"]), []).append(res)
+            for (ds_name, proto), parts in groups.items():
+                render_comparison(console, pd.concat(parts, ignore_index=True),
+                                  f"models on {ds_name}, {proto}, split {split}{where}")
+        from surfbench.analysis.stored import stale_note
+
+        for ds_name in dict.fromkeys(runs["dataset"]):
+            note = stale_note(store, ds_name)
+            if note:
+                console.print(f"note: {escape(note)}")
 
 
 @app.command()
@@ -133,20 +141,27 @@ def export(
     elements: ElementsOpt = None,
     miller: MillerOpt = None,
 ) -> None:
-    """Export every stored result (or those of --elements/--miller) joined with its record to CSV or Parquet."""
+    """Export every stored result (or those of --elements/--miller) joined with its record to CSV or
+    Parquet: every protocol, DFT data sets and reference-value ones (mSE21); records no longer in
+    their data set (stale) left out. Nothing matching: an error, no file."""
     from surfbench.evaluation.store import STORE_NAME, ResultStore
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}")
     if not output.parent.is_dir():
         fail(f"cannot write {output}: the folder {output.parent} does not exist")
+    from surfbench.analysis.stored import stale_note
+
     subset = subset_option(elements, miller)
     with ResultStore(workdir, read_only=True) as store:
         try:
             path = store.export(output, subset=subset)
         except ValueError as exc:
             fail(str(exc))
+        note = stale_note(store)
     console.print(f"wrote {path}")
+    if note:
+        console.print(f"note: {escape(note)}")
 
 
 def _trained_table(workdir: Path, dataset: Optional[str]) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from surfbench.cli.common import (
@@ -47,8 +48,6 @@ def run(
 
     With --protocol relaxed the static run is done too (or reused) and the gamma error is split
     into its static part (DFT geometry) and its relaxation part."""
-    from rich.markup import escape
-
     from surfbench.evaluation.store import ResultStore
     from surfbench.execution.run_command import executor_for
     from surfbench.models import ModelLoadError
@@ -64,17 +63,24 @@ def run(
     names = model_names(model)
     if len(names) > 1 and (weights is not None or kwargs):
         fail("--weights and --model-kwargs belong to one model; give a single --model with them")
+    try:
+        proto = _protocol(protocol, fmax=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers,
+                          layers=layers, vacuum=vacuum)
+    except ValueError as exc:
+        fail(escape(str(exc)))
     ds = subset.dataset(load_dataset(dataset, data_dir, split, cached=True))
     if not ds.surfaces:
         fail(f"data set {ds.name} has no slabs" + (f" in split {split!r}" if split != "all" else "")
               + (f" with {subset.describe()}" if not subset.everything else ""))
+    try:
+        proto.check_dataset(ds)
+    except ValueError as exc:
+        fail(escape(str(exc)))
     for note in ds.notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
     store = ResultStore(workdir)
     settings = dict(device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None, threads=threads,
-                    protocol=protocol, retry_failed=retry_failed, fmax=fmax, steps=steps, optimizer=optimizer,
-                    fix_bottom_layers=fix_bottom_layers, layers=layers, vacuum=vacuum,
-                    keep_both_fingerprints=keep_both_fingerprints)
+                    protocol=protocol, proto=proto, retry_failed=retry_failed, keep_both_fingerprints=keep_both_fingerprints)
     done: list = []  # run summaries, in the order of the models
     failed: dict[str, str] = {}  # model -> why it did not run
     try:
@@ -95,12 +101,34 @@ def run(
     else:
         _report_several(store, ds, done, failed, ids, subset)
     store.close()
+    from surfbench.data.checks import range_warning
+
+    if (doubt := range_warning(ds)) is not None:
+        err.print(f"[yellow]warning:[/] {escape(doubt)}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
 
-def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights, threads, protocol, retry_failed, fmax,
-              steps, optimizer, fix_bottom_layers, layers, vacuum, keep_both_fingerprints):
+def _protocol(protocol: str, *, fmax: float, steps: int, optimizer: str, fix_bottom_layers: int, layers: int | None,
+              vacuum: float | None):
+    """The protocol of ``--protocol`` with its settings; a ValueError for settings it refuses
+    (an unknown protocol, a vacuum under 5 Angstrom, ...)."""
+    from surfbench.evaluation.protocols import get_protocol
+
+    if protocol == "relaxed":
+        from surfbench.evaluation.relax import RelaxedProtocol
+
+        return RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
+    if protocol == "model-built":
+        from surfbench.evaluation.model_built import ModelBuiltProtocol
+
+        sizes = {k: v for k, v in (("layers", layers), ("vacuum_a", vacuum)) if v is not None}
+        return ModelBuiltProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, **sizes)
+    return get_protocol(protocol)
+
+
+def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights, threads, protocol, proto, retry_failed,
+              keep_both_fingerprints):
     """Load one model and evaluate it on ``ds`` under its own progress bar; returns its run
     summary with the lines of every record whose labels changed (``summary.updated``)."""
     from surfbench.execution.run_command import run_protocol
@@ -123,17 +151,6 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
 
         common = dict(threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
                       executor=executor, keep_both_fingerprints=keep_both_fingerprints)
-        if protocol == "relaxed":
-            from surfbench.evaluation.relax import RelaxedProtocol
-
-            proto = RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
-        elif protocol == "model-built":
-            from surfbench.evaluation.model_built import ModelBuiltProtocol
-
-            sizes = {k: v for k, v in (("layers", layers), ("vacuum_a", vacuum)) if v is not None}
-            proto = ModelBuiltProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, **sizes)
-        else:
-            proto = protocol
         # the same computation as surfbench.evaluate(); a relaxed protocol runs the static one first
         summaries = run_protocol(ds, lm, store, proto, **common, on_protocol=lambda p: bar.update(
             task, description=f"{name} on {ds.name} ({p})", completed=0))

@@ -1,16 +1,18 @@
 """Interatomic distances that no real structure has: overlapping and unusually close atoms.
 
 Two thresholds, both on the minimum-image distance between two atoms (periodic images
-included, so an atom closer than the limit to its own image counts too):
+included, so an atom closer than the limit to its own image counts too), both element-aware
+(fractions of the sum of the two covalent radii of :data:`ase.data.covalent_radii`):
 
-* **error** (:data:`MIN_DISTANCE_A` = 0.5 Angstrom): no two atoms of a solid are this close
-  (the shortest bond there is, H-H in H2, is 0.74 Angstrom). Such a record is an impossible
-  structure: the loaders refuse it, ``surfbench data validate`` lists it as a problem and the
-  evaluation protocols record it as the failure kind ``overlapping_atoms`` without calling the
-  model (a potential still returns a finite energy there, which would enter the statistics as
-  an "ok" gamma error of hundreds of J/m^2);
-* **warning** (:data:`SHORT_FRACTION` = 0.7 of the sum of the two covalent radii of
-  :data:`ase.data.covalent_radii`, e.g. 1.85 Angstrom for Cu-Cu, whose bond is 2.55 Angstrom):
+* **error** (:data:`ERROR_FRACTION` = 0.5 of that sum, and never less than
+  :data:`MIN_DISTANCE_A` = 0.5 Angstrom): 1.32 Angstrom for Cu-Cu (bond 2.55), 1.28 for Li-Li
+  (3.02), 1.11 for Si-Si (2.35). No solid has atoms this close (the shortest distances of the
+  relaxed mlearn surfaces are 0.78 of the sum); such a record is an impossible structure: the
+  loaders refuse it, ``surfbench data validate`` lists it as a problem and the evaluation
+  protocols record it as the failure kind ``overlapping_atoms`` without calling the model (a
+  potential still returns a finite energy there, which would enter the statistics as an "ok"
+  gamma error: two Cu atoms 0.6 Angstrom apart give a "gamma" of 78 J/m^2);
+* **warning** (:data:`SHORT_FRACTION` = 0.7 of the sum, e.g. 1.85 Angstrom for Cu-Cu):
   unusually short, most likely a badly placed atom. The record is kept, with a note.
 
 The pairs come from ASE's neighbour list (:func:`ase.neighborlist.neighbor_list`), cutoffs per
@@ -28,6 +30,7 @@ from ase.geometry import minkowski_reduce
 from ase.neighborlist import neighbor_list
 
 MIN_DISTANCE_A = 0.5
+ERROR_FRACTION = 0.5
 SHORT_FRACTION = 0.7
 
 
@@ -39,7 +42,7 @@ class Contact:
     j: int
     distance_a: float
     limit_a: float
-    severity: str  # "error" (below MIN_DISTANCE_A) or "warning" (below SHORT_FRACTION x covalent sum)
+    severity: str  # "error" (below ERROR_FRACTION x covalent sum or MIN_DISTANCE_A) or "warning" (SHORT_FRACTION)
     n_pairs: int  # pairs below the same limit
 
     @property
@@ -48,7 +51,8 @@ class Contact:
         pair = f"atoms {self.i} and {self.j}" if self.i != self.j else f"atom {self.i} and its periodic image"
         more = f" ({self.n_pairs} such pairs)" if self.n_pairs > 1 else ""
         if self.severity == "error":
-            rule = f"< {MIN_DISTANCE_A} Angstrom: an impossible structure"
+            rule = (f"< {self.limit_a:.2f} Angstrom, {ERROR_FRACTION} x the sum of their covalent radii"
+                    if self.limit_a > MIN_DISTANCE_A else f"< {MIN_DISTANCE_A} Angstrom") + ": an impossible structure"
         else:
             rule = f"< {self.limit_a:.2f} Angstrom, {SHORT_FRACTION} x the sum of their covalent radii"
         return f"{pair} {what}: {self.distance_a:.3f} Angstrom apart ({rule}){more}"
@@ -82,12 +86,13 @@ def close_contact(atoms: Atoms) -> Contact | None:
     i, j, d = i[keep], j[keep], d[keep]
     if d.size == 0:
         return None
+    error_limit = np.maximum(ERROR_FRACTION * (radii[i] + radii[j]), MIN_DISTANCE_A)
     short_limit = SHORT_FRACTION * (radii[i] + radii[j])
-    for severity, mask in (("error", d < MIN_DISTANCE_A), ("warning", d < short_limit)):
+    for severity, limits in (("error", error_limit), ("warning", short_limit)):
+        mask = d < limits
         if mask.any():
             k = np.flatnonzero(mask)[np.argmin(d[mask])]
-            limit = MIN_DISTANCE_A if severity == "error" else float(short_limit[k])
-            return Contact(int(i[k]), int(j[k]), float(d[k]), limit, severity, int(mask.sum()))
+            return Contact(int(i[k]), int(j[k]), float(d[k]), float(limits[k]), severity, int(mask.sum()))
     return None
 
 

@@ -15,3 +15,8 @@ class DataError(Exception):
         self.path = path
         self.record = record
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class DataWarning(UserWarning):
+    """A data set kept with a doubt (e.g. a DFT surface energy outside the range of elemental
+    surfaces, see :mod:`surfbench.data.checks`); the message names the records."""

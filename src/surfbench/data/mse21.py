@@ -1,10 +1,11 @@
 """mSE21: surface energies of the close-packed facet of 21 metals, PBE and experiment.
 
 bcc (110) of Li, Na, K, Rb, Ba, Nb, Ta, Mo, W, Fe and fcc (111) of Ca, Sr, Al, Ni, Cu, Rh, Pd,
-Ag, Ir, Pt, Au; values from Phys. Rev. B 93, 235162 (2016), as used by ml-peg's surface-energy
-benchmark. There are no DFT slab or bulk energies: the records are
-:class:`~surfbench.records.ReferenceSurfaceRecord` s, evaluated with the ``model-built``
-protocol (:mod:`surfbench.evaluation.model_built`).
+Ag, Ir, Pt, Au: the 21-metal set of Tran et al., Phys. Rev. B 93, 235162 (2016), as packaged in a
+public data repository of an ml-peg author (benshi97/ml-peg-transition-metal-data) at its pinned
+commit (ml-peg itself has no surface-energy benchmark). There are no DFT slab or bulk energies:
+the records are :class:`~surfbench.records.ReferenceSurfaceRecord` s, evaluated with the
+``model-built`` protocol (:mod:`surfbench.evaluation.model_built`).
 
 Source: ``mSE21.zip`` of benshi97/ml-peg-transition-metal-data at a pinned commit, with
 two members: ``mSE21.csv`` (UTF-8 with a byte-order mark; columns ``sysnames`` (element +
@@ -34,7 +35,7 @@ from surfbench.records import Dataset, ReferenceSurfaceRecord
 
 NAME = "mse21"
 COMMIT = "f77d7242557647dc294754a15f4fa899041ec864"
-REFERENCE = "Phys. Rev. B 93, 235162 (2016) (mSE21, as used by ml-peg)"
+REFERENCE = ("Tran et al., Phys. Rev. B 93, 235162 (2016): the 21-metal set (mSE21) as packaged in benshi97/ml-peg-transition-metal-data")
 LICENCE = "no licence file in the source repository; cite the paper"
 _BASE = f"https://raw.githubusercontent.com/benshi97/ml-peg-transition-metal-data/{COMMIT}"
 
@@ -132,7 +133,7 @@ def load_mse21(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
     ds = Dataset(NAME, {}, out, notes=[
         "reference values only (no DFT energies): evaluate with --protocol model-built",
     ])
-    ds.provenance.update(repository="benshi97/ml-peg-transition-metal-data", commit=COMMIT,
+    ds.provenance.update(reference=REFERENCE, repository="benshi97/ml-peg-transition-metal-data", commit=COMMIT,
                          csv_sha256=CSV.sha256, structures_sha256=STRUCTURES.sha256)
     return ds
 

@@ -86,7 +86,8 @@ DATASETS: dict[str, DatasetInfo] = {
             "21 metals: bcc (110) of 10, fcc (111) of 11; no DFT energies, evaluated with "
             "--protocol model-built (the model builds and relaxes its own bulk and slab)"
         ),
-        reference="Phys. Rev. B 93, 235162 (2016); ml-peg surface-energy benchmark",
+        reference=("Tran et al., Phys. Rev. B 93, 235162 (2016): the 21-metal set as packaged in a public data "
+                   "repository of an ml-peg author (benshi97/ml-peg-transition-metal-data, pinned commit)"),
         licence="no licence file in the source repository; cite the paper",
         loader=_mse21,
     ),
@@ -107,10 +108,14 @@ DATASETS: dict[str, DatasetInfo] = {
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
     """A named data set, or a user's file (extxyz / ASE database, see
-    :mod:`surfbench.data.userdata`) given by its path. Every data set's structures are checked
-    for overlapping atoms (refused) and unusually close ones (a note), see
-    :mod:`surfbench.data.contacts`."""
-    from surfbench.data.contacts import screen
+    :mod:`surfbench.data.userdata`) given by its path. Every data set's records pass the same
+    checks (:mod:`surfbench.data.checks`: elemental structures of the record's element, vacuum
+    gaps, bulk references, finite energies, no negative DFT surface energy, no overlapping
+    atoms); a data set with problems is refused, naming them, and warnings (an implausible
+    surface energy, unusually close atoms) become notes. The data set returned is whole: its
+    records are every member of the data set (:meth:`~surfbench.records.Dataset.as_whole`), so
+    that records no longer in it are marked stale in a result store."""
+    from surfbench.data.checks import validate_dataset
 
     if name not in DATASETS and Path(name).is_file():
         if name.endswith(".manifest.json"):
@@ -118,18 +123,18 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
             from surfbench.data.mp_surfaces import load
 
             if synthetic.is_synthetic_manifest(name):
-                return screen(synthetic.load(name), name)
-            return screen(load(name), name)
+                return validate_dataset(synthetic.load(name), name).as_whole()
+            return validate_dataset(load(name), name).as_whole()
         from surfbench.data.userdata import load_user_dataset
 
-        return load_user_dataset(name)  # checks distances record by record
+        return load_user_dataset(name).as_whole()  # the same checks, record by record of the file
     try:
         info = DATASETS[name]
     except KeyError:
         raise DataError(
             f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of a data file"
         ) from None
-    return screen(info.loader(data_dir=data_dir, download=download))
+    return validate_dataset(info.loader(data_dir=data_dir, download=download)).as_whole()
 
 
 def stored_name(name: str | os.PathLike | None) -> str | None:

@@ -22,10 +22,15 @@ _GROUP = re.compile(r"\([^)]*\)|[^,\s(][^,]*")  # "(1,1,0)" keeps its commas; "1
 
 
 def parse_elements(text: str | None) -> frozenset[str] | None:
-    """``"Mo,Si"`` -> {"Mo", "Si"}; None (or blank) -> None (every element)."""
-    if text is None or not text.strip():
+    """``"Mo,Si"`` -> {"Mo", "Si"}; None (the option not given) -> None (every element). A
+    value with no element in it (``""``, ``","``) is refused: it would select nothing, and
+    taking it for "everything" would run what the user did not ask for."""
+    if text is None:
         return None
     names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise SubsetError(f"--elements {text!r} names no element: give them like 'Mo,Si', or leave --elements out "
+                          "for every element")
     unknown = [n for n in names if n not in chemical_symbols[1:]]
     if unknown:
         raise SubsetError(f"--elements {text!r}: {', '.join(map(repr, unknown))} is not a chemical symbol "
@@ -35,18 +40,24 @@ def parse_elements(text: str | None) -> frozenset[str] | None:
 
 def parse_millers(text: str | None) -> frozenset[Miller] | None:
     """``"110,211"``, ``"1 1 0"``, ``"(1,1,0),(2,1,1)"``, ``"1-10"`` -> a set of Miller indices;
-    None (or blank) -> None (every index)."""
+    None (the option not given) -> None (every index). A value with no index in it (``""``) is
+    refused, as are (000) and fractional indices."""
     from surfbench.data.userdata import parse_miller
 
-    if text is None or not text.strip():
+    if text is None:
         return None
+    groups = [g.strip() for g in _GROUP.findall(text) if g.strip()]
+    if not groups:
+        raise SubsetError(f"--miller {text!r} names no Miller index: give them like '110,211', or leave --miller out "
+                          "for every index")
     out = set()
-    for group in (g.strip() for g in _GROUP.findall(text)):
+    for group in groups:
         try:
             out.add(parse_miller(group))
-        except ValueError:
-            raise SubsetError(f"--miller {text!r}: {group!r} is not a Miller index; write each index as "
-                              "'110', '1 1 0' or '(1,1,0)' and separate several with commas ('110,211')") from None
+        except ValueError as exc:
+            why = "is (0 0 0), which is no plane" if "(0 0 0)" in str(exc) else "is not a Miller index"
+            raise SubsetError(f"--miller {text!r}: {group!r} {why}; write each index as '110', '1 1 0' or '(1,1,0)' "
+                              "and separate several with commas ('110,211')") from None
     return frozenset(out)
 
 
@@ -97,7 +108,7 @@ class Subset:
         surfaces = [s for s in ds.surfaces if self.keeps_slab(s.element, s.miller)]
         used = {s.bulk_id for s in surfaces}
         return Dataset(ds.name, {k: b for k, b in ds.bulks.items() if k in used}, surfaces,
-                       list(ds.notes), dict(ds.provenance))
+                       list(ds.notes), dict(ds.provenance), ds.members)
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Rows of stored records or results (columns ``element``, ``miller`` and, where bulks

@@ -20,9 +20,11 @@ energy             yes       total DFT energy in eV: ``energy=`` in the extxyz c
 
 Slabs are elemental (gamma = (E_slab - n e_bulk)/(2A) needs the bulk's stoichiometry), fully
 periodic cells with a vacuum gap of at least ``min_vacuum`` Angstrom along one lattice vector;
-A is the area spanned by the other two. No two atoms may be closer than 0.5 Angstrom (periodic
-images included); closer than 0.7 x the sum of their covalent radii is a warning (see
-:mod:`surfbench.data.contacts`). A file needs at least one slab. ``surfbench data validate
+A is the area spanned by the other two. No two atoms may be closer than half the sum of their
+covalent radii (and 0.5 Angstrom; periodic images included); closer than 0.7 x that sum is a
+warning (see :mod:`surfbench.data.contacts`). A slab's DFT surface energy may not be negative;
+outside 0.05-6 J/m^2 it is a warning. These are the rules of every data set
+(:mod:`surfbench.data.checks`). A file needs at least one slab. ``surfbench data validate
 FILE`` lists every problem per record; loading refuses a file with problems (errors), naming
 them, and keeps warnings as notes of the data set.
 
@@ -41,6 +43,8 @@ from pathlib import Path
 from ase import Atoms
 
 from surfbench.data import contacts, geometry
+from surfbench.data.checks import record_problems
+from surfbench.data.contacts import mark_checked
 from surfbench.data.errors import DataError
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
@@ -54,20 +58,45 @@ class Problem:
     severity: str = "error"  # "error" (the file is refused) or "warning" (kept, with a note)
 
 
+def _whole(value: object, whole: object) -> int:
+    """One index of a Miller index given as a sequence: a whole number (1, 1.0, "1"), never a
+    fraction (1.5), a boolean or NaN."""
+    import numbers
+
+    shown = repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise ValueError(f"miller={whole!r} is not a Miller index: {shown} is not a whole number")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise ValueError(f"miller={whole!r} is not a Miller index: {shown} is not a whole number")
+
+
 def parse_miller(value: object) -> tuple[int, int, int]:
-    """``"1 1 0"``, ``"(1,1,0)"``, ``"1_1_0"``, ``"110"`` (single digits) or a sequence."""
+    """``"1 1 0"``, ``"(1,1,0)"``, ``"1_1_0"``, ``"110"`` (single digits) or a sequence of three
+    whole numbers; (0 0 0), which is no plane, and fractional indices (1.5 0 0) are refused
+    (ValueError)."""
+    hkl = None
     if isinstance(value, list | tuple) or hasattr(value, "__len__") and not isinstance(value, str):
-        items = [int(v) for v in value]  # type: ignore[union-attr]
+        items = list(value)  # type: ignore[call-overload]
         if len(items) == 3:
-            return (items[0], items[1], items[2])
-    text = str(value).strip()
-    m = _MILLER.match(text)
-    if m:
-        return (int(m[1]), int(m[2]), int(m[3]))
-    if re.fullmatch(r"-?\d-?\d-?\d", text):
-        digits = re.findall(r"-?\d", text)
-        return (int(digits[0]), int(digits[1]), int(digits[2]))
-    raise ValueError(f"miller={value!r} is not a Miller index like '1 1 0'")
+            hkl = tuple(_whole(v, value) for v in items)
+    else:
+        text = str(value).strip()
+        m = _MILLER.match(text)
+        if m:
+            hkl = (int(m[1]), int(m[2]), int(m[3]))
+        elif re.fullmatch(r"-?\d-?\d-?\d", text):
+            digits = re.findall(r"-?\d", text)
+            hkl = (int(digits[0]), int(digits[1]), int(digits[2]))
+    if hkl is None:
+        raise ValueError(f"miller={value!r} is not a Miller index like '1 1 0'")
+    if not any(hkl):
+        raise ValueError(f"miller={value!r}: (0 0 0) is not a Miller index of any plane")
+    return hkl  # type: ignore[return-value]
 
 
 def _as_bool(value: object) -> bool:
@@ -117,7 +146,7 @@ def _raw_energy(atoms: Atoms) -> object:
     return value
 
 
-def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], list[dict]]:
+def check(images: list[Atoms], min_vacuum: float = geometry.MIN_VACUUM_A) -> tuple[list[Problem], list[dict]]:
     """Every problem of every record, and the parsed records (for :func:`load_user_dataset`)."""
     problems: list[Problem] = []
     parsed: list[dict] = []
@@ -140,6 +169,8 @@ def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], 
             seen[rid] = i
         raw = _raw_energy(atoms)
         try:
+            if isinstance(raw, bool) or type(raw).__name__ == "bool_":  # energy=T in a comment line
+                raise TypeError(raw)
             energy = None if raw is None else float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             energy = None
@@ -209,10 +240,40 @@ def check(images: list[Atoms], min_vacuum: float = 5.0) -> tuple[list[Problem], 
             problems.append(Problem(where, f"bulk_id {r['bulk_id']!r} is not a bulk record of the file"))
         elif bulks[r["bulk_id"]]["element"] != r["element"]:
             problems.append(Problem(where, f"bulk_id {r['bulk_id']!r} is {bulks[r['bulk_id']]['element']}, the slab {r['element']}"))
+    # the rules every data set obeys (surfbench.data.checks), on the records this file makes (those
+    # without a problem so far): they add what only the records show, e.g. the DFT surface energy
+    faulty = {p.record for p in problems if p.severity == "error"}
+    record_bulks, record_slabs = _records(
+        [r for r in parsed if f"#{r['i']} ({r['id']})" not in faulty and f"#{r['i']}" not in faulty], "")
+    for rec in [*record_bulks.values(), *record_slabs]:
+        where = next(f"#{r['i']} ({r['id']})" for r in parsed if r["id"] == rec.id)
+        for severity, message in record_problems(rec, record_bulks, min_vacuum=min_vacuum, contacts=False):
+            problems.append(Problem(where, message, severity))
     return problems, parsed
 
 
-def validate(path: str | os.PathLike, min_vacuum: float = 5.0) -> list[Problem]:
+def _records(parsed: list[dict], path: object) -> tuple[dict[str, BulkRecord], list[SurfaceRecord]]:
+    """The bulk and slab records of parsed frames (slabs whose bulk is not among them left out)."""
+    bulks = {
+        r["id"]: BulkRecord(id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"],
+                            split=r["split"], source=f"{path}#{r['i']}")
+        for r in parsed if r["kind"] == "bulk"
+    }
+    surfaces = []
+    for r in parsed:
+        if r["kind"] != "slab" or r.get("bulk_id") not in bulks:
+            continue
+        bulk = bulks[r["bulk_id"]]
+        surfaces.append(SurfaceRecord(
+            id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"], bulk_id=bulk.id,
+            bulk_energy_per_atom_ev=bulk.energy_per_atom_ev, miller=r.get("miller"), miller_source="label",
+            termination=r.get("termination"), reconstructed=r.get("reconstructed"), label=r["id"],
+            split=r["split"], source=f"{path}#{r['i']}", vacuum_axis=r["axis"],
+        ))
+    return bulks, surfaces
+
+
+def validate(path: str | os.PathLike, min_vacuum: float = geometry.MIN_VACUUM_A) -> list[Problem]:
     """Problems of a user data file (empty: the file is fine)."""
     problems, _ = check(read_structures(path), min_vacuum)
     return problems
@@ -229,7 +290,7 @@ def dataset_name(path: str | os.PathLike) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacuum: float = 5.0) -> Dataset:
+def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacuum: float = geometry.MIN_VACUUM_A) -> Dataset:
     """A :class:`Dataset` from a user file, named by its resolved path unless ``name`` is given;
     a file with problems (errors) is refused, naming them; warnings become notes."""
     path = Path(path)
@@ -241,22 +302,9 @@ def load_user_dataset(path: str | os.PathLike, name: str | None = None, min_vacu
                             for p in problems[:20])
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise DataError(f"{len(problems)} problem(s): {listing}{more}", path=path)
-    bulks = {
-        r["id"]: BulkRecord(id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"],
-                            split=r["split"], source=f"{path}#{r['i']}")
-        for r in parsed if r["kind"] == "bulk"
-    }
-    surfaces = []
-    for r in parsed:
-        if r["kind"] != "slab":
-            continue
-        bulk = bulks[r["bulk_id"]]
-        surfaces.append(SurfaceRecord(
-            id=r["id"], element=r["element"], atoms=_clean(r["atoms"]), energy_ev=r["energy"], bulk_id=bulk.id,
-            bulk_energy_per_atom_ev=bulk.energy_per_atom_ev, miller=r.get("miller"), miller_source="label",
-            termination=r.get("termination"), reconstructed=r.get("reconstructed"), label=r["id"],
-            split=r["split"], source=f"{path}#{r['i']}", vacuum_axis=r["axis"],
-        ))
+    bulks, surfaces = _records(parsed, path)
+    for record in [*bulks.values(), *surfaces]:  # check() looked for overlapping atoms in each
+        mark_checked(record)
     notes = [f"record {p.record}: {p.message}" for p in warnings]
     return Dataset(name or dataset_name(path), bulks, surfaces, notes=notes, provenance={"source": str(path)})
 

@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from surfbench.data.frames import Frame
-from surfbench.evaluation.protocols import CALCULATOR_ERROR, NON_FINITE, UNSUPPORTED_ELEMENT, Outcome
+from surfbench.evaluation.protocols import BadOutput, CALCULATOR_ERROR, NON_FINITE, UNSUPPORTED_ELEMENT, Outcome, checked_energy
 from surfbench.evaluation.runner import model_details, torch_threads
 from surfbench.evaluation.store import ResultStore
 from surfbench.models.base import LoadedModel
@@ -38,8 +38,12 @@ def single_point(atoms: Atoms, calculator) -> tuple[Outcome, np.ndarray | None]:
     work.calc = calculator
     t0 = time.perf_counter()
     try:
-        energy = float(work.get_potential_energy())
+        energy = checked_energy(work.get_potential_energy())
         forces = np.asarray(work.get_forces(), dtype=float)
+        if forces.shape != (len(work), 3):
+            raise BadOutput(f"the calculator's forces have shape {forces.shape}, expected ({len(work)}, 3)")
+    except BadOutput as exc:
+        return Outcome.failed(CALCULATOR_ERROR, str(exc), time.perf_counter() - t0), None
     except Exception as exc:  # recorded, not raised
         return Outcome.failed(CALCULATOR_ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0), None
     wall = time.perf_counter() - t0

@@ -36,6 +36,7 @@ or the slab, ``build_error`` (the structure cannot be built) and ``no_miller_ind
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields, replace
 
@@ -70,8 +71,19 @@ class ModelBuiltSettings:
     bulk_fmax_ev_per_a: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.layers < 2 or not self.vacuum_a > 0 or not self.bulk_fmax_ev_per_a > 0:
-            raise ValueError(f"model-built: need layers >= 2, vacuum_a > 0 and bulk_fmax_ev_per_a > 0, got {self}")
+        from surfbench.data.geometry import MIN_VACUUM_A
+
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 2:
+            raise ValueError(f"model-built: the slab needs at least 2 atomic layers, got layers={self.layers!r}")
+        if not (math.isfinite(self.vacuum_a) and self.vacuum_a >= MIN_VACUUM_A):
+            raise ValueError(f"model-built: the vacuum gap must be at least {MIN_VACUUM_A:g} Angstrom (as a data set's "
+                             f"slabs need), got {self.vacuum_a!r} Angstrom: with less the two faces interact through "
+                             "the gap and gamma comes out too low")
+        if not self.bulk_fmax_ev_per_a > 0:
+            raise ValueError(f"model-built: bulk_fmax_ev_per_a must be positive, got {self.bulk_fmax_ev_per_a!r}")
+        if self.relax.fix_bottom_layers >= self.layers:
+            raise ValueError(f"model-built: fix_bottom_layers={self.relax.fix_bottom_layers} would hold every one of "
+                             f"the slab's {self.layers} layers fixed: nothing would relax")
 
     @property
     def key(self) -> str:

@@ -7,11 +7,13 @@ kind and message (ml-peg style), so a run records every structure, ok or not.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
@@ -20,7 +22,7 @@ CALCULATOR_ERROR = "calculator_error"
 NON_FINITE = "non_finite_energy"
 UNSUPPORTED_ELEMENT = "unsupported_element"
 MODEL_LOAD_ERROR = "model_load_error"
-OVERLAPPING_ATOMS = "overlapping_atoms"  # atoms closer than surfbench.data.contacts.MIN_DISTANCE_A
+OVERLAPPING_ATOMS = "overlapping_atoms"  # atoms closer than the error limit of surfbench.data.contacts
 
 
 @dataclass
@@ -39,10 +41,62 @@ class Outcome:
         return cls(status="failed", failure_kind=kind, message=message[:2000], wall_s=wall_s)
 
 
+class BadOutput(Exception):
+    """A calculator's result that is not what it claims to be (an energy that is a text or a
+    bool, a stress of the wrong shape, NaN forces); the message names it."""
+
+
+def checked_energy(value: object) -> float:
+    """A calculator's energy (eV) as a float: a real number (a numpy scalar or a one-element
+    array of numbers included), never a text such as "12.5" or a bool, which ``float()`` would
+    turn into a number; :class:`BadOutput` otherwise. Non-finite values are the caller's to judge."""
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
+        value = value.reshape(-1)[0]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise BadOutput(f"the calculator's energy is {value!r} (a {type(value).__name__}), not a number")
+    return float(value)
+
+
+def _checked_array(name: str, value: object, shapes: tuple[tuple[int, ...], ...], finite: bool = True) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - ragged nested lists
+        raise BadOutput(f"the calculator's {name} is not an array of numbers ({type(value).__name__})") from None
+    if arr.dtype.kind not in "fiu" or arr.shape not in shapes:
+        want = " or ".join(str(s) for s in shapes)
+        raise BadOutput(f"the calculator's {name} has shape {arr.shape} ({arr.dtype}), expected {want}")
+    bad = int((~np.isfinite(arr.astype(float))).sum())
+    if bad and finite:
+        raise BadOutput(f"the calculator's {name} is not finite ({bad} of {arr.size} values NaN or inf)")
+    return arr.astype(float)
+
+
+def outputs_problem(atoms: Atoms, *, stress: bool = False, finite: bool = True) -> str | None:
+    """What is wrong with the results the calculator of ``atoms`` last stored (energy, forces
+    and, with ``stress``, the stress), or None: turns the errors ASE and the optimizers raise
+    on such results (an empty AssertionError for a stress of shape (5,), "cannot convert float
+    NaN to integer" for a NaN stress) into a message naming the output. ``finite=False``: a
+    NaN energy or NaN forces are left to the caller (a relaxation records them as
+    ``non_finite_energy`` and ``exploded``); a NaN stress never is."""
+    results = getattr(atoms.calc, "results", None) or {}
+    try:
+        if "energy" in results:
+            energy = checked_energy(results["energy"])
+            if finite and not math.isfinite(energy):
+                return f"the calculator's energy is {energy}"
+        if "forces" in results:
+            _checked_array("forces", results["forces"], ((len(atoms), 3),), finite=finite)
+        if stress and "stress" in results:
+            _checked_array("stress", results["stress"], ((6,), (3, 3)))
+    except BadOutput as exc:
+        return str(exc)
+    return None
+
+
 def impossible_structure(atoms: Atoms) -> Outcome | None:
-    """The failure ``overlapping_atoms`` for a structure with two atoms closer than
-    :data:`surfbench.data.contacts.MIN_DISTANCE_A` (the model is not asked: it would return
-    a finite but meaningless energy), else None."""
+    """The failure ``overlapping_atoms`` for a structure with two atoms closer than the error
+    limit of :mod:`surfbench.data.contacts` (half the sum of their covalent radii, at least 0.5
+    Angstrom; the model is not asked: it would return a finite but meaningless energy), else None."""
     from surfbench.data.contacts import close_contact
 
     contact = close_contact(atoms)
@@ -71,6 +125,10 @@ class Protocol(ABC):
         energy_ev, extra."""
         return self.calc(record.atoms, calculator)
 
+    def check_dataset(self, dataset) -> None:
+        """Refuse, with a ValueError naming the records, settings that cannot apply to the
+        records of ``dataset`` (called before a run, so that nothing is computed with them)."""
+
     def calc_many(self, structures: Iterable[Atoms], calculator: Calculator) -> Iterator[Outcome]:
         for atoms in structures:
             yield self.calc(atoms, calculator)
@@ -90,7 +148,7 @@ class StaticProtocol(Protocol):
 
     def calc(self, atoms: Atoms, calculator: Calculator, *, check_contacts: bool = True) -> Outcome:
         """``check_contacts=False`` skips the overlapping-atoms check for a structure already
-        checked (a record of a loaded data set, see :func:`surfbench.data.contacts.screen`)."""
+        checked (a record of a loaded data set, see :func:`surfbench.data.checks.validate_dataset`)."""
         work = atoms.copy()
         work.pbc = True
         if check_contacts and (impossible := impossible_structure(work)) is not None:
@@ -98,7 +156,9 @@ class StaticProtocol(Protocol):
         work.calc = calculator
         t0 = time.perf_counter()
         try:
-            energy = float(work.get_potential_energy())
+            energy = checked_energy(work.get_potential_energy())
+        except BadOutput as exc:
+            return Outcome.failed(CALCULATOR_ERROR, str(exc), time.perf_counter() - t0)
         except Exception as exc:  # any calculator failure is recorded, not raised
             return Outcome.failed(CALCULATOR_ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
         wall = time.perf_counter() - t0

@@ -18,8 +18,11 @@ energy is kept in ``extra``), ``exploded`` (non-finite energy or forces, atoms c
 half the shortest distance of the start geometry, an atom moved more than
 ``max_displacement_a``, or the bulk volume changed by more than a factor
 ``max_volume_ratio``), ``no_relaxed_bulk`` (a slab whose bulk relaxation is missing or failed),
-``overlapping_atoms`` (the start geometry has atoms closer than 0.5 Angstrom, see
-:mod:`surfbench.data.contacts`; not relaxed), ``calculator_error``.
+``overlapping_atoms`` (the start geometry has atoms closer than half the sum of their covalent
+radii, see :mod:`surfbench.data.contacts`; not relaxed), ``invalid_settings``
+(``fix_bottom_layers`` holding every layer of the slab; :meth:`RelaxedProtocol.check_dataset`
+refuses such a run before it starts), ``calculator_error`` (also for a calculator output that is
+not what it should be: an energy that is a text or a bool, a stress of the wrong shape or NaN).
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from surfbench.data.geometry import layer_indices
-from surfbench.evaluation.protocols import CALCULATOR_ERROR, NON_FINITE, Outcome, Protocol, impossible_structure
+from surfbench.evaluation.protocols import (
+    CALCULATOR_ERROR, NON_FINITE, BadOutput, Outcome, Protocol, checked_energy, impossible_structure, outputs_problem,
+)
 from surfbench.records import BulkRecord, SurfaceRecord, in_plane_area_a2
 
 NOT_CONVERGED = "not_converged"
 EXPLODED = "exploded"
 NO_RELAXED_BULK = "no_relaxed_bulk"
+INVALID_SETTINGS = "invalid_settings"  # e.g. fix_bottom_layers holding every layer of the slab
 
 OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 
@@ -104,14 +110,26 @@ class RelaxedProtocol(Protocol):
 
     # ------------------------------------------------------------------ helpers
     def _optimize(self, target, work: Atoms, start_min_dist: float, start: Atoms) -> tuple[int, bool, str | None]:
-        """Run the optimizer; return (steps, converged, explosion reason)."""
+        """Run the optimizer; return (steps, converged, explosion reason). A calculator output
+        that is not what it should be (see :func:`~surfbench.evaluation.protocols.outputs_problem`)
+        raises :class:`~surfbench.evaluation.protocols.BadOutput`, before it moves the atoms or
+        the cell (a NaN stress would make the cell NaN)."""
         s = self.settings
+        stress = isinstance(target, FrechetCellFilter)
+        work.get_potential_energy()
+        work.get_forces()
+        if stress:
+            work.calc.get_property("stress", work)  # as the calculator gives it (Atoms.get_stress asserts its shape)
+        if (problem := outputs_problem(work, stress=stress, finite=False)) is not None:
+            raise BadOutput(problem)
         opt = OPTIMIZERS[s.optimizer](target, logfile=None)
         reason: list[str] = []
 
         def check() -> None:
             if reason:
                 return
+            if (problem := outputs_problem(work, stress=stress, finite=False)) is not None:
+                raise BadOutput(problem)
             f = work.get_forces()
             if not np.all(np.isfinite(f)):
                 reason.append("non-finite forces")
@@ -136,7 +154,7 @@ class RelaxedProtocol(Protocol):
             out = Outcome.failed(EXPLODED, reason, wall)
             out.extra = extra
             return out
-        energy = float(work.get_potential_energy())
+        energy = checked_energy(work.get_potential_energy())  # BadOutput: the caller's calculator error
         if not math.isfinite(energy):
             out = Outcome.failed(NON_FINITE, f"energy is {energy} after relaxation", wall)
             out.extra = extra
@@ -176,7 +194,7 @@ class RelaxedProtocol(Protocol):
             extra["bulk_strain_anisotropy"] = float(stretches.max() / stretches.min() - 1.0)
             return self._finish(work, start, steps, converged, reason, t0, extra)
         except Exception as exc:  # any calculator failure is recorded, not raised
-            return Outcome.failed(CALCULATOR_ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+            return _calculator_error(work, exc, t0, stress=True)
 
     def relax_slab(self, atoms: Atoms, calculator: Calculator, axis: int, scale: float) -> Outcome:
         """Scale the in-plane cell by ``scale``, then relax positions (cell fixed)."""
@@ -194,6 +212,9 @@ class RelaxedProtocol(Protocol):
         n = self.settings.fix_bottom_layers
         if n:
             layers = layer_indices(work, axis)
+            if n > layers.max():
+                return Outcome.failed(INVALID_SETTINGS, f"fix_bottom_layers={n} holds all {layers.max() + 1} layers of "
+                                                        "the slab fixed: nothing would relax")
             fixed = np.flatnonzero(layers < n)
             work.set_constraint(FixAtoms(indices=fixed))
             extra["fixed_atoms"] = int(fixed.size)
@@ -203,7 +224,25 @@ class RelaxedProtocol(Protocol):
             steps, converged, reason = self._optimize(work, work, _min_distance_a(start), start)
             return self._finish(work, start, steps, converged, reason, t0, extra)
         except Exception as exc:  # any calculator failure is recorded, not raised
-            return Outcome.failed(CALCULATOR_ERROR, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+            return _calculator_error(work, exc, t0)
+
+    def check_dataset(self, dataset) -> None:
+        """``fix_bottom_layers`` must leave at least one atomic layer of every slab free."""
+        n = self.settings.fix_bottom_layers
+        if not n:
+            return
+        thin = []
+        for s in dataset.surfaces:
+            if isinstance(s, SurfaceRecord):
+                layers = int(layer_indices(s.atoms, s.vacuum_axis).max()) + 1
+                if n >= layers:
+                    thin.append((layers, s.id))
+        if thin:
+            thin.sort()
+            shown = ", ".join(f"{rid} ({k} layers)" for k, rid in thin[:8]) + (f" and {len(thin) - 8} more" if len(thin) > 8 else "")
+            raise ValueError(f"--fix-bottom-layers {n} would hold every atomic layer of {len(thin)} slab(s) of "
+                             f"{dataset.name} fixed, so nothing of them would relax: {shown}; use at most "
+                             f"{thin[0][0] - 1} (gamma's 2A assumes both faces relax: the default is 0)")
 
     def calc_record(self, record, calculator: Calculator, bulk_result: dict | None = None) -> Outcome:
         if isinstance(record, BulkRecord):
@@ -226,3 +265,11 @@ class RelaxedProtocol(Protocol):
 
 class _Exploded(Exception):
     pass
+
+
+def _calculator_error(work: Atoms, exc: Exception, t0: float, *, stress: bool = False) -> Outcome:
+    """The failure ``calculator_error`` of an exception raised while relaxing, named by the
+    calculator output at fault where there is one (ASE and the optimizers raise unhelpful errors
+    on such outputs: an empty AssertionError for a stress of shape (5,))."""
+    why = str(exc) if isinstance(exc, BadOutput) else outputs_problem(work, stress=stress, finite=False)
+    return Outcome.failed(CALCULATOR_ERROR, why or f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)

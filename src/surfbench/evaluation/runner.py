@@ -6,7 +6,9 @@ depends on the structure only, except a slab's under a protocol that uses its bu
 (``needs_bulk``: relaxed), which also depends on the bulk id and the bulk's structure
 (:func:`result_hash`). Records whose labels changed (DFT energy, bulk id, Miller index, ...)
 are updated in the store and listed in :attr:`RunSummary.updated`; their model results are
-reused and gamma, derived at analysis time, follows.
+reused and gamma, derived at analysis time, follows. Stored records no longer in the data set
+(a slab removed or renamed in a data file) are marked stale (:meth:`ResultStore.mark_members`):
+kept, left out of what is reported, and listed in :attr:`RunSummary.updated` too.
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ def run(
     fp = model.fingerprint
     store.check_model(fp, keep_both=keep_both_fingerprints)
     updated = [f"record {rid}: {', '.join(labels)} changed -> updated" for rid, labels in store.put_records(dataset)]
+    stale, revived = store.mark_members(dataset)
+    if stale:
+        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        updated.append(f"{len(stale)} stored record(s) no longer in {dataset.name} -> stale (kept in the store, left "
+                       f"out of tables, reports and exports): {shown}")
+    if revived:
+        updated.append(f"{len(revived)} stale record(s) back in {dataset.name} -> current again: "
+                       + ", ".join(revived[:10]) + (f" and {len(revived) - 10} more" if len(revived) > 10 else ""))
     todo = pending(dataset, store, fp.id, proto.name, retry_failed=retry_failed, needs_bulk=proto.needs_bulk)
     total = len(dataset.bulks) + len(dataset.surfaces)
     summary = RunSummary(dataset.name, model.name, fp.id, proto.name, total=total, reused=total - len(todo),

@@ -47,7 +47,10 @@ from surfbench.models.base import Fingerprint
 from surfbench.records import BulkRecord, Dataset, ReferenceSurfaceRecord, SurfaceRecord
 
 STORE_NAME = "surfbench.sqlite"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+#: the oldest schema a read-only store can be read in without an upgrade (schema 5 only added the
+#: ``stale`` columns: without them nothing is stale)
+READABLE_WITHOUT_UPGRADE = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -69,6 +72,7 @@ CREATE TABLE IF NOT EXISTS records (
     source TEXT,
     bulk_lattice TEXT,
     spacegroup INTEGER,
+    stale INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dataset, record_id)
 );
 CREATE TABLE IF NOT EXISTS reference_facets (
@@ -81,6 +85,7 @@ CREATE TABLE IF NOT EXISTS reference_facets (
     gamma_exp_j_per_m2 REAL,
     reference TEXT,
     content_hash TEXT NOT NULL,
+    stale INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dataset, record_id)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -162,6 +167,13 @@ def _same(old: object, new: object) -> bool:
     return old == new
 
 
+def _and(where: str, condition: str) -> str:
+    """A ``WHERE`` clause (possibly empty) with one more condition (possibly empty)."""
+    if not condition:
+        return where
+    return f"{where} AND {condition}" if where else f" WHERE {condition}"
+
+
 def _run_filter(dataset: str | None, fingerprint: str | None, protocol: str | None) -> tuple[str, list[str]]:
     """A ``WHERE`` clause on the results table ``r`` (empty when nothing is given) and its parameters."""
     given = [(col, val) for col, val in (("r.dataset", dataset), ("r.fingerprint", fingerprint),
@@ -198,12 +210,14 @@ class ResultStore:
                 try:
                     ResultStore(path).close()
                 except StoreNotWritable as exc:
-                    raise StoreError(
-                        f"the result store {path} has an older schema ({version} < {SCHEMA_VERSION}) that must be "
-                        f"upgraded before it can be read, and it cannot be written here ({exc.detail}); copy it to a "
-                        "writable folder and read it there") from exc
+                    if version < READABLE_WITHOUT_UPGRADE:
+                        raise StoreError(
+                            f"the result store {path} has an older schema ({version} < {SCHEMA_VERSION}) that must be "
+                            f"upgraded before it can be read, and it cannot be written here ({exc.detail}); copy it to "
+                            "a writable folder and read it there") from exc
                 self._con = open_store(path, read_only=True)
             self._schema_version()
+            self._stale = self._has_stale_columns()
             return
         self._con = open_store(path, read_only=False)
         try:
@@ -216,6 +230,16 @@ class ResultStore:
         except BaseException:
             self._con.close()
             raise
+        self._stale = True
+
+    def _has_stale_columns(self) -> bool:
+        with translate(self.path):
+            return all("stale" in {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}
+                       for table in ("records", "reference_facets"))
+
+    def _current(self, alias: str) -> str:
+        """SQL condition: the record of table alias ``alias`` is current (not stale)."""
+        return f"COALESCE({alias}.stale, 0)=0" if self._stale else "1=1"
 
     def _schema_version(self) -> int:
         """The store's schema version; :class:`StoreError` for one newer than this surfbench's."""
@@ -236,6 +260,9 @@ class ResultStore:
         if "bulk_lattice" not in record_columns:  # schema 2 -> 3
             self._con.execute("ALTER TABLE records ADD COLUMN bulk_lattice TEXT")
             self._con.execute("ALTER TABLE records ADD COLUMN spacegroup INTEGER")
+        for table in ("records", "reference_facets"):  # schema 4 -> 5
+            if "stale" not in {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}:
+                self._con.execute(f"ALTER TABLE {table} ADD COLUMN stale INTEGER NOT NULL DEFAULT 0")
         self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -280,10 +307,50 @@ class ResultStore:
         ]
         with self._con:
             self._con.executemany(
-                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                f"INSERT OR REPLACE INTO records ({', '.join(RECORD_COLUMNS)}, stale) "
+                f"VALUES ({', '.join('?' * len(RECORD_COLUMNS))}, 0)", rows
             )
-            self._con.executemany("INSERT OR REPLACE INTO reference_facets VALUES (?,?,?,?,?,?,?,?,?)", reference)
+            self._con.executemany(
+                "INSERT OR REPLACE INTO reference_facets (dataset, record_id, element, crystal, miller, "
+                "gamma_pbe_j_per_m2, gamma_exp_j_per_m2, reference, content_hash, stale) VALUES (?,?,?,?,?,?,?,?,?,0)",
+                reference)
         return changes
+
+    def mark_members(self, dataset: Dataset) -> tuple[list[str], list[str]]:
+        """Mark the stored records of ``dataset``'s name that are not among its ``members``
+        (the whole data set's record ids, see :class:`~surfbench.records.Dataset`) as stale and
+        the members as current again; nothing when the members are not known. A stale record and
+        its results are kept (nothing is lost) but left out of :meth:`results`, :meth:`records`,
+        :meth:`runs`, :meth:`reference_results` and so of every table, report and export.
+        Returns (record ids newly stale, record ids current again)."""
+        if dataset.members is None:
+            return [], []
+        members = dataset.members
+        newly_stale, revived = [], []
+        with self._con:
+            for table in ("records", "reference_facets"):
+                rows = self._con.execute(f"SELECT record_id, stale FROM {table} WHERE dataset=?", (dataset.name,)).fetchall()
+                stale = [(rid,) for rid, flag in rows if rid not in members and not flag]
+                back = [(rid,) for rid, flag in rows if rid in members and flag]
+                self._con.executemany(f"UPDATE {table} SET stale=1 WHERE dataset=? AND record_id=?",
+                                      [(dataset.name, rid) for (rid,) in stale])
+                self._con.executemany(f"UPDATE {table} SET stale=0 WHERE dataset=? AND record_id=?",
+                                      [(dataset.name, rid) for (rid,) in back])
+                newly_stale += [rid for (rid,) in stale]
+                revived += [rid for (rid,) in back]
+        return sorted(newly_stale), sorted(revived)
+
+    def stale_records(self, dataset: str | None = None) -> pd.DataFrame:
+        """The stale records (no longer in their data set) with how many results each has:
+        columns dataset, record_id, results."""
+        if not self._stale:
+            return pd.DataFrame(columns=["dataset", "record_id", "results"])
+        where, params = ("AND s.dataset=?", [dataset]) if dataset is not None else ("", [])
+        sql = ("SELECT s.dataset, s.record_id, (SELECT COUNT(*) FROM results r WHERE r.dataset=s.dataset AND "
+               "r.record_id=s.record_id) AS results FROM (SELECT dataset, record_id, stale FROM records UNION ALL "
+               f"SELECT dataset, record_id, stale FROM reference_facets) s WHERE s.stale=1 {where} "
+               "ORDER BY s.dataset, s.record_id")
+        return self.frame(sql, params)
 
     @staticmethod
     def _record_row(dataset: str, r: BulkRecord | SurfaceRecord, lattice: tuple | None = None) -> tuple:
@@ -419,9 +486,11 @@ class ResultStore:
         return self.frame("SELECT fingerprint, name, first_seen, details FROM models ORDER BY first_seen")
 
     def results(
-        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None
+        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None, *,
+        include_stale: bool = False,
     ) -> pd.DataFrame:
-        """Records joined with results (one row per result)."""
+        """Records joined with results (one row per result); the results on stale records (no
+        longer in their data set, see :meth:`mark_members`) only with ``include_stale``."""
         where, params = _run_filter(dataset, fingerprint, protocol)
         sql = (
             "SELECT r.dataset, r.record_id, r.fingerprint, m.name AS model, r.protocol, "
@@ -432,6 +501,7 @@ class ResultStore:
             "FROM results r JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
             "LEFT JOIN models m ON m.fingerprint=r.fingerprint"
         )
+        where = _and(where, "" if include_stale else self._current("rec"))
         return self.frame(sql + where + " ORDER BY r.dataset, rec.kind, r.record_id", params)
 
     def reference_datasets(self) -> set[str]:
@@ -439,11 +509,14 @@ class ResultStore:
         return {row[0] for row in self._con.execute("SELECT DISTINCT dataset FROM reference_facets")}
 
     def reference_results(
-        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None
+        self, dataset: str | None = None, fingerprint: str | None = None, protocol: str | None = None, *,
+        include_stale: bool = False,
     ) -> pd.DataFrame:
         """Results on reference-value records (one row per result) with the reference surface
-        energies (J/m^2) and the model name; ``extra`` as JSON text."""
+        energies (J/m^2) and the model name; ``extra`` as JSON text; stale records left out
+        unless ``include_stale``."""
         where, params = _run_filter(dataset, fingerprint, protocol)
+        where = _and(where, "" if include_stale else self._current("f"))
         sql = (
             "SELECT r.dataset, r.record_id, r.fingerprint, m.name AS model, r.protocol, f.element, f.crystal, "
             "f.miller, f.gamma_pbe_j_per_m2, f.gamma_exp_j_per_m2, f.reference, r.status, r.failure_kind, "
@@ -453,36 +526,72 @@ class ResultStore:
         )
         return self.frame(sql + where + " ORDER BY r.dataset, r.record_id", params)
 
-    def records(self, dataset: str | None = None) -> pd.DataFrame:
+    def records(self, dataset: str | None = None, *, include_stale: bool = False) -> pd.DataFrame:
         """The stored records (DFT side), with the bulk's conventional lattice (JSON, Angstrom)
-        and space group for bulk records."""
+        and space group for bulk records; stale ones (no longer in their data set) only with
+        ``include_stale``."""
+        current = "" if include_stale else self._current("records")
         if dataset is None:
-            return self.frame("SELECT * FROM records ORDER BY dataset, kind, record_id")
-        return self.frame("SELECT * FROM records WHERE dataset=? ORDER BY kind, record_id", (dataset,))
+            return self.frame(f"SELECT * FROM records{_and('', current)} ORDER BY dataset, kind, record_id")
+        return self.frame(f"SELECT * FROM records WHERE dataset=?{' AND ' + current if current else ''} "
+                          "ORDER BY kind, record_id", (dataset,))
 
     def runs(self) -> pd.DataFrame:
-        """(data set, model fingerprint, protocol) combinations present, with counts."""
+        """(data set, model fingerprint, protocol) combinations present, with counts (results on
+        stale records left out)."""
+        current = (" WHERE COALESCE(rec.stale, 0)=0 AND COALESCE(f.stale, 0)=0" if self._stale else "")
         return self.frame(
             "SELECT r.dataset, r.fingerprint, m.name AS model, r.protocol, COUNT(*) AS n, "
             "SUM(r.status='ok') AS ok, MAX(r.created_at) AS last "
             "FROM results r LEFT JOIN models m ON m.fingerprint=r.fingerprint "
-            "GROUP BY r.dataset, r.fingerprint, r.protocol ORDER BY last"
+            "LEFT JOIN records rec ON rec.dataset=r.dataset AND rec.record_id=r.record_id "
+            "LEFT JOIN reference_facets f ON f.dataset=r.dataset AND f.record_id=r.record_id"
+            + current + " GROUP BY r.dataset, r.fingerprint, r.protocol ORDER BY last"
         )
 
-    def export(self, path: str | Path, fmt: str | None = None, *, subset: Subset | None = None) -> Path:
-        """Write every result (``subset``: of those slabs and their bulks) joined with its record
-        to CSV or Parquet, with each slab's gamma (model, DFT, error, status and failure kind) and
-        the Miller index as text (see :func:`surfbench.analysis.predictions.export_frame`)."""
-        from surfbench.analysis.predictions import export_frame
+    def export_frame(self, *, subset: Subset | None = None) -> pd.DataFrame:
+        """Every current result (``subset``: of those slabs and their bulks, or facets), one row
+        per result: on DFT records joined with the record, with each slab's gamma (model, DFT,
+        error, status and failure kind, :func:`surfbench.analysis.predictions.export_frame`);
+        on reference-value records (mSE21, ``kind`` ``reference_facet``) the model's gamma
+        beside the reference ones (``gamma_pbe_j_per_m2``, ``gamma_exp_j_per_m2``) with the
+        errors ``error_pbe_j_per_m2`` and ``error_exp_j_per_m2``. Miller indices as text."""
+        from surfbench.analysis.predictions import export_frame, miller_text
+        from surfbench.analysis.reference_gamma import reference_predictions
 
+        results = self.results()
+        dft = export_frame(results if subset is None else subset.frame(results))
+        reference = self.reference_results()
+        if subset is not None:
+            reference = subset.frame(reference)
+        if reference.empty:
+            return dft
+        ref = reference_predictions(reference)
+        ref.insert(ref.columns.get_loc("element"), "kind", "reference_facet")
+        ref["miller"] = ref["miller"].map(miller_text).astype(object)
+        ref["gamma_status"] = ref["status"]
+        ref["gamma_failure"] = ref["failure_kind"]
+        if dft.empty:
+            return ref.reset_index(drop=True)
+        columns = list(dft.columns) + [c for c in ref.columns if c not in dft.columns]
+        return pd.concat([dft, ref], ignore_index=True).reindex(columns=columns)
+
+    def export(self, path: str | Path, fmt: str | None = None, *, subset: Subset | None = None) -> Path:
+        """Write :meth:`export_frame` to CSV or Parquet (by ``fmt`` or the file's suffix). Nothing
+        is written, and a ValueError says why, when no result matches (an empty store, or a
+        ``subset`` that leaves nothing)."""
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".")).lower()
-        results = self.results()
-        df = export_frame(results if subset is None else subset.frame(results))
+        if fmt not in ("csv", "parquet"):
+            raise ValueError(f"unknown export format {fmt!r}; use csv or parquet")
+        df = self.export_frame(subset=subset)
+        if df.empty:
+            if subset is not None and not subset.everything:
+                raise ValueError(f"no stored result matches {subset.describe()}: nothing written to {path}")
+            raise ValueError(f"the store {self.path} holds no results (on records still in their data sets): nothing "
+                             f"written to {path}")
         if fmt == "csv":
             df.to_csv(path, index=False)
-        elif fmt == "parquet":
-            df.to_parquet(path, index=False)
         else:
-            raise ValueError(f"unknown export format {fmt!r}; use csv or parquet")
+            df.to_parquet(path, index=False)
         return path

@@ -9,6 +9,8 @@ on open, and clear errors (naming the file) for a damaged, foreign or unwritable
 * Either way the first 16 bytes must be SQLite's header and ``PRAGMA quick_check`` (b-tree
   structure and page accounting, no index cross-check: linear in the file size) must pass, else
   :class:`DamagedStore` says how to recover.
+* An SQLite database with tables but not surfbench's (:data:`REQUIRED_TABLES`) is somebody
+  else's file: :class:`ForeignStore`, for reading and writing alike; nothing is written into it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ class DamagedStore(StoreError):
             f"(e.g. mv {path} {path}.damaged; 'sqlite3 {path}.damaged .recover' may salvage rows), then start a "
             f"new store: rerun 'surfbench run' in this folder (the results are computed again) or use another "
             f"--workdir."
+        )
+
+
+class ForeignStore(StoreError):
+    """The store's file is an SQLite database of something else: surfbench neither reads nor
+    writes it."""
+
+    def __init__(self, path: Path, tables: list[str]):
+        self.path, self.tables = path, tables
+        shown = ", ".join(tables[:8]) + (f" and {len(tables) - 8} more" if len(tables) > 8 else "")
+        super().__init__(
+            f"{path} is an SQLite database but not a surfbench result store (it holds the table(s) {shown}; a "
+            f"surfbench store has the tables {', '.join(REQUIRED_TABLES)}). surfbench does not write into it: move "
+            f"it away (e.g. mv {path} {path.with_name(path.name + '.other')}) or use another --workdir."
         )
 
 
@@ -116,13 +132,14 @@ def open_store(path: Path, *, read_only: bool) -> sqlite3.Connection:
             con = sqlite3.connect(path, timeout=60)
     try:
         _quick_check(con, path, writing=not read_only)
-        if read_only:
-            with translate(path):
-                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            missing = [t for t in REQUIRED_TABLES if t not in tables]
-            if missing:
-                raise DamagedStore(path, f"no {', '.join(missing)} table: empty, not a surfbench result store, or "
-                                         "truncated")
+        with translate(path):
+            tables = sorted(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+        missing = [t for t in REQUIRED_TABLES if t not in tables]
+        if missing and tables:  # somebody else's database: never add surfbench's tables to it
+            raise ForeignStore(path, tables)
+        if missing and read_only:
+            raise DamagedStore(path, f"no {', '.join(missing)} table: empty, not a surfbench result store, or "
+                                     "truncated")
     except BaseException:
         con.close()
         raise
@@ -140,12 +157,24 @@ def _connect_read_only(path: Path, *, immutable: bool) -> sqlite3.Connection:
     return con
 
 
+#: what SQLite says when a read-only connection to a WAL store cannot open or create its WAL
+#: index (``-shm``) or journal beside it: "unable to open database file" for root under
+#: ``chattr +i``, "attempt to write a readonly database" for a user without write permission
+_NO_WAL_INDEX = ("unable to open", "readonly database", "read-only database")
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    """``mode=ro``; ``immutable`` where SQLite cannot create the WAL index in a read-only folder."""
+    """``mode=ro``; ``immutable`` where SQLite cannot open or create the WAL index beside a
+    store the user may not write (nothing can be writing it there)."""
     with translate(path):
         try:
             return _connect_read_only(path, immutable=False)
         except sqlite3.OperationalError as exc:
-            if "unable to open" not in str(exc):
+            if not any(text in str(exc) for text in _NO_WAL_INDEX):
                 raise
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:  # immutable would not read it: results would be missing
+            raise StoreError(f"the result store {path} has results in its write-ahead log {wal} (a run was stopped "
+                             "before it could fold them in), which cannot be read where the store cannot be written: "
+                             "copy the folder to a writable place and read it there")
         return _connect_read_only(path, immutable=True)

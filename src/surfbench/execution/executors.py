@@ -35,6 +35,18 @@ Done = tuple[Any, Outcome, dict[str, Any]]
 SCHEDULER_KINDS = ("slurm", "pbs")
 
 
+def _check_timeout(timeout_s: float | None) -> None:
+    """ValueError for a timeout that is not a positive, finite number of seconds up to
+    :data:`surfbench.execution.run_command.MAX_TIMEOUT_S`."""
+    from surfbench.execution.run_command import timeout_problem
+
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout must be positive, got {timeout_s!r} s")
+    problem = timeout_problem(timeout_s, "timeout")
+    if problem:
+        raise ValueError(problem)
+
+
 class Executor(ABC):
     """Evaluates records with a model and protocol, yielding each as it finishes."""
 
@@ -61,8 +73,7 @@ class InProcessExecutor(Executor):
     name = "local"
 
     def __init__(self, threads: int | None = None, timeout_s: float | None = None):
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout must be positive, got {timeout_s!r} s")
+        _check_timeout(timeout_s)
         self.threads = threads
         self.timeout_s = timeout_s
         self._guards: dict[str, Any] = {}
@@ -128,8 +139,7 @@ class DaskExecutor(Executor):
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk size must be at least 1, got {chunk_size}")
         self.chunk_size = chunk_size
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout must be positive, got {timeout_s!r} s")
+        _check_timeout(timeout_s)
         self.warmup_allowance_s = warmup_allowance_s
         self.client = client
         self.cluster = cluster  # closed with the executor when this executor made it

@@ -117,44 +117,75 @@ def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
 
 def render_comparison(console: Console, results: pd.DataFrame, title: str) -> None:
     """One table comparing several runs (models) on one data set: gamma RMSE per element and
-    overall, with the bulk and slab energy RMSE overall (Table I layout of Focassio et al.)."""
+    overall, with the bulk and slab energy RMSE overall (Table I layout of Focassio et al.).
+    A column is headed by the model's name, or by its fingerprint where one name has several.
+    The models are compared on the slabs every one of them evaluated
+    (:mod:`surfbench.analysis.comparable`): a row gives the gamma RMSE of the comparable models on
+    their common slabs, a model with other coverage is marked "not comparable" in its heading
+    (its numbers are over its own slabs), and a line under the table says how many slabs the
+    comparison rests on. An element a model did not evaluate is "not run", never a failure."""
+    from surfbench.analysis.comparable import comparability
+    from surfbench.analysis.stored import run_labels
+
     title = synthetic_tag(console, results, title)
+    results = results.assign(model=results["fingerprint"].map(run_labels(results)))
     bulks, slabs = bulk_predictions(results), slab_predictions(results)
     overall = metrics(bulks, slabs)
     per_el = metrics(bulks, slabs, by="element")
     runs = overall[["fingerprint", "model"]].drop_duplicates().sort_values("model")
+    comp = comparability(slabs, list(runs["model"]))
     t = Table(title=escape(title), title_justify="left")
     t.add_column("RMSE (ok/total)", justify="left")
     for _, r in runs.iterrows():
-        t.add_column(escape(r["model"]), justify="right", overflow="fold")
+        t.add_column(escape(comp.label(r["model"])), justify="right", overflow="fold")
     elements = sorted(set(per_el["element"].dropna()))
 
-    def cell(m: pd.DataFrame, fp: str, q: str, **where: object) -> str:
+    def cell(m: pd.DataFrame, fp: str, q: str, missing: str = "not run", **where: object) -> str:
         s = _pick(m[m["fingerprint"] == fp], q, **where)
+        if s["n_total"] == 0:
+            return missing
         return f"{_f(s['rmse'])} ({_cov(s)})"
+
+    def ranked_cell(m: pd.DataFrame, fp: str, model: str, q: str, missing: str = "not run", **where: object) -> str:
+        return cell(m, fp, q, missing, **where) if comp.is_comparable(model) else "not comparable"
 
     for el in elements:
         t.add_row(f"gamma {el} (J/m^2)", *[cell(per_el, fp, "gamma", element=el) for fp in runs["fingerprint"]])
     t.add_row("gamma all (J/m^2)", *[cell(overall, fp, "gamma") for fp in runs["fingerprint"]], style="bold")
+    if comp.ranked:
+        common = slabs[slabs["model"].isin(comp.ranked_models) & slabs["record_id"].isin(comp.common_ids)]
+        c_overall = metrics(bulks, common)
+        t.add_row(f"gamma, {comp.n_common} common slabs (J/m^2)",
+                  *[ranked_cell(c_overall, fp, m, "gamma", missing="no gamma") for fp, m in
+                    zip(runs["fingerprint"], runs["model"])], style="bold")
     t.add_row("slab energy (eV/atom)", *[cell(overall, fp, "slab_e_per_atom") for fp in runs["fingerprint"]])
     t.add_row("bulk energy (eV/atom)", *[cell(overall, fp, "bulk_e_per_atom") for fp in runs["fingerprint"]])
     trained = seen.models_with_seen(slabs)
     if trained:
-        common = seen.unseen_by_all(slabs)
-        c_overall = metrics(bulks, common)
-        c_el = metrics(bulks, common, by="element")
+        # the same slabs for every comparable model: those none of them saw (a model with other coverage is not
+        # compared here)
+        common_unseen = seen.unseen_by_all(slabs[slabs["model"].isin(comp.comparable)] if comp.others else slabs)
+        c_overall = metrics(bulks, common_unseen)
+        c_el = metrics(bulks, common_unseen, by="element")
+        pairs = list(zip(runs["fingerprint"], runs["model"]))
         for el in sorted(set(c_el["element"].dropna())):
             t.add_row(f"gamma {el}, slabs no model saw (J/m^2)",
-                      *[cell(c_el, fp, "gamma", element=el) for fp in runs["fingerprint"]])
+                      *[ranked_cell(c_el, fp, m, "gamma", element=el) for fp, m in pairs])
         t.add_row("gamma all, slabs no model saw (J/m^2)",
-                  *[cell(c_overall, fp, "gamma") for fp in runs["fingerprint"]], style="bold")
+                  *[ranked_cell(c_overall, fp, m, "gamma") for fp, m in pairs], style="bold")
         own = slabs[slabs[seen.COLUMN] == seen.SEEN]
         o_overall = metrics(bulks, own) if not own.empty else pd.DataFrame(columns=["fingerprint", "quantity"])
         t.add_row("gamma, slabs seen in its training (J/m^2)",
-                  *[cell(o_overall, fp, "gamma") for fp in runs["fingerprint"]])
+                  *[cell(o_overall, fp, "gamma", missing="none seen") for fp in runs["fingerprint"]])
     console.print(t)
+    if len(runs) > 1:
+        console.print(escape(f"{comp.summary()[0].upper() + comp.summary()[1:]}"
+                             + (" (the bold row 'common slabs'; the other rows are over each model's own slabs)"
+                                if comp.ranked else "") + "."))
+    if comp.note():
+        console.print(f"[yellow]{escape(comp.note())}[/]")
     if trained:
-        n_common = common["record_id"].nunique()
+        n_common = common_unseen["record_id"].nunique()
         console.print(
             f"{escape(', '.join(trained))} saw some of these slabs in training "
             f"({escape('; '.join(sorted(set(slabs.loc[slabs['model'].isin(trained), seen.DESCRIPTION]))))}). "

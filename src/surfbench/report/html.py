@@ -132,9 +132,9 @@ def select_runs(store, dataset: str | None, models: list[str] | str | None, prot
 def _labels(runs: pd.DataFrame) -> dict[str, str]:
     """fingerprint -> the label shown: the model name, or the fingerprint where one name has
     several fingerprints (e.g. the same model with other options)."""
-    counts = runs["model"].value_counts()
-    return {fp: (name if isinstance(name, str) and counts[name] == 1 else fp)
-            for fp, name in zip(runs["fingerprint"], runs["model"])}
+    from surfbench.analysis.stored import run_labels
+
+    return run_labels(runs)
 
 
 def _model_info(store, runs: pd.DataFrame, labels: dict[str, str], results: pd.DataFrame) -> dict[str, dict]:
@@ -407,6 +407,9 @@ def build_report(
     coverage = _coverage(overall, fails, order, info)
     ptables = _ptables_in_background(bulks, slabs, order)  # the slowest figures, drawn meanwhile
     comparison, pairs = rf.comparison_table(bulks, slabs, info, n_boot=n_boot, seed=seed, ci=ci)
+    from surfbench.analysis.comparable import comparability
+
+    comp = comparability(slabs, order)
     corr, n_corr = rf.error_correlation_matrix(slabs, order) if not slabs.empty else (pd.DataFrame(), 0)
     from surfbench.analysis.facets import facet_ordering, wulff_analysis
 
@@ -419,7 +422,7 @@ def build_report(
     # ---- figures
     figs = _Figures()
     figs.add("comparison-table", None, rf.comparison_table_figure(comparison, dataset, ci))
-    figs.add("parity-bulk-energy", "parity", rf.parity_bulk_energy(bulks, order, colours),
+    figs.add("parity-bulk-energy", "parity", rf.parity_bulk_energy(bulks, order, colours, rf.model_marks(slabs)),
              "Fig. 2a: the model's bulk energy per atom against DFT, one point per bulk record (the bulk of each "
              "element that the surface energies refer to). The legend gives each model's RMSE.")
     figs.add("parity-slab-energy", "parity", rf.parity_slab_energy(slabs, order, colours),
@@ -428,7 +431,8 @@ def build_report(
              "Fig. 2c: surface energy γ = (E<sub>slab</sub> − n e<sub>bulk</sub>) / 2A, each side with its own bulk "
              "energy per atom, model against DFT. Points below the line: the model underestimates γ.")
     figs.add("gamma-error-distribution", "errors", rf.gamma_error_distribution(slabs, order, colours),
-             "Fig. 2d: distribution of the γ error (model − DFT) over the slabs, models from the lowest RMSE (top). "
+             "Fig. 2d: distribution of the γ error (model − DFT) over the slabs, the comparable models from the lowest "
+             "RMSE on their common slabs (top), then any model with other coverage (marked: not comparable). "
              "A negative mean signed error (MSE) is the systematic underestimation (softening) of surface energies.")
     figs.add("gamma-rmse-per-element", "elements", rf.element_rmse_heatmap(bulks, slabs, order),
              "RMSE of γ per element and model, with the mean signed error (negative: γ too low) below each value; "
@@ -436,12 +440,13 @@ def build_report(
     for m, fig in ptables().items():
         figs.add(f"ptable-{_slug(m)}", "elements", fig,
                  f"{_e(m)}: RMSE per element. Tile bottom: γ (J/m²); upper left: bulk energy per atom; upper right: "
-                 "slab energy per atom (eV/atom). The colour scales are the same for every model; light grey: element "
-                 "not in the data, dark grey: every prediction failed.")
+                 "slab energy per atom (eV/atom). The colour scales are the same for every comparable model (a model "
+                 "with other coverage has its own, named in its title); light grey: element not evaluated by this "
+                 "model (or not in the data), dark grey: evaluated, but every prediction failed.")
     figs.add("rmse-per-miller", "miller", rf.miller_rmse_bars(slabs, order, colours),
              "Fig. 4: RMSE of γ per Miller index over all elements; n is the number of slabs of that index with a "
              "surface energy (per model where it differs). The same index means different surfaces on fcc, bcc and "
-             "diamond lattices.")
+             "diamond lattices. Hatched: a model with other coverage (not comparable), over its own slabs.")
     if len(corr) >= 2 and n_corr >= 2:
         figs.add("error-correlation", "correlation", rf.error_correlation(slabs, order),
                  f"Fig. S2: Pearson correlation of the γ errors of two models over the {n_corr} slabs that all "
@@ -495,6 +500,11 @@ def build_report(
     # ---- files: figures, JSON, CSV
     fig_dir = Path(f"{stem}-figures")
     warnings: list[str] = list(domain.warnings)
+    stale = store.stale_records(dataset)
+    if len(stale):
+        from surfbench.analysis.stored import stale_note
+
+        warnings.append(stale_note(store, dataset))
     _write_figures(figs, fig_dir, png, warnings, require_png)
     tables = {
         "metrics-overall": overall, "metrics-per-element": per_element, "metrics-per-miller": per_miller,
@@ -526,9 +536,14 @@ def build_report(
                            "elements": sorted(records["element"].dropna().unique().tolist())},
         "bootstrap": {"n_boot": n_boot, "seed": seed, "ci": ci, "method": "percentile"},
         "model_order": order,
+        "comparability": comp,
     }
     payload = {
-        **meta,
+        **{k: v for k, v in meta.items() if k != "comparability"},
+        "comparability": {"n_slabs": comp.n_slabs, "comparable": comp.comparable, "not_comparable": comp.others,
+                          "slabs_evaluated": comp.evaluated, "n_common": comp.n_common, "ranked": comp.ranked,
+                          "summary": comp.summary(), "note": comp.note()},
+        "stale_records": int(len(stale)),
         "models": [_jsonable({k: v for k, v in info[m].items()}) for m in order],
         "metrics": {"overall": _records(overall), "per_element": _records(per_element),
                     "per_miller": _records(per_miller)},
@@ -608,21 +623,30 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
         return "".join(_figure_html(n, f, c) for n, f, c in figs.of(sid))
 
     # summary
-    best = comparison.iloc[0] if len(comparison) else None
+    comp = meta["comparability"]
     body = [f"<p>Data set <b>{_e(meta['dataset'])}</b>: {meta['dataset_counts']['slabs']} slabs and "
             f"{meta['dataset_counts']['bulks']} bulk references, elements "
             f"{_e(', '.join(meta['dataset_counts']['elements']))}; protocol <b>{_e(meta['protocol'])}</b>; "
             f"{len(order)} model(s). Errors are model − DFT; γ in J/m², energies in eV/atom. "
             "A failed structure is never counted as an error of 0: it is left out of the statistics and "
             "counted under <a href='#coverage'>coverage</a>.</p>"]
-    if best is not None and np.isfinite(best["gamma_rmse"]):
+    ranked = comparison[comparison["comparable"] & comparison["gamma_rank"].notna()] \
+        if "gamma_rank" in comparison and len(comparison) else comparison.iloc[0:0]
+    best = ranked.sort_values(["gamma_rank", "model"]).iloc[0] if len(ranked) else None
+    if best is not None and np.isfinite(best["gamma_common_rmse"]):
         same = best.get("gamma_indistinguishable_from") or ""
-        body.append(f"<p>Lowest RMSE of γ: <b>{_e(best['model'])}</b>, {best['gamma_rmse']:.3f} J/m² "
-                    f"({pct} CI {best['gamma_rmse_lo']:.3f}–{best['gamma_rmse_hi']:.3f})"
-                    + (f"; not distinguishable from {_e(same)} on these data." if same else
-                       "; distinguishable from every other model on these data.") + "</p>")
-        under = comparison[comparison["gamma_mse_hi"] < 0]["model"].tolist()
-        over = comparison[comparison["gamma_mse_lo"] > 0]["model"].tolist()
+        body.append(f"<p>Lowest RMSE of γ among the {len(ranked)} comparable models, {_e(comp.compared())}: "
+                    f"<b>{_e(best['model'])}</b>, {best['gamma_common_rmse']:.3f} J/m² "
+                    f"({pct} CI {best['gamma_common_rmse_lo']:.3f}–{best['gamma_common_rmse_hi']:.3f})"
+                    + (f"; not distinguishable from {_e(same)} on these slabs." if same else
+                       "; distinguishable from every other comparable model on these slabs.") + "</p>")
+    elif len(order) > 1:
+        body.append(f"<p><b>{_e(comp.summary()[0].upper() + comp.summary()[1:])}.</b></p>")
+    if comp.note():
+        body.append(f'<p class="note">{_e(comp.note())}</p>')
+    if len(comparison):
+        under = [comp.label(m) for m in comparison[comparison["gamma_mse_hi"] < 0]["model"]]
+        over = [comp.label(m) for m in comparison[comparison["gamma_mse_lo"] > 0]["model"]]
         if under:
             body.append(f"<p>Systematic underestimation of γ (mean signed error and its {pct} CI below 0): "
                         f"{_e(', '.join(under))}.</p>")
@@ -650,13 +674,17 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
     fills = pd.DataFrame("white", index=pair_rows.index, columns=pair_rows.columns) if len(pair_rows) else None
     if fills is not None:
         fills["distinguishable"] = [rf._GOOD if d else rf._NEAR for d in g["distinguishable"]]
-    n_common = int(comparison["gamma_common_n_common"].iloc[0]) if "gamma_common_n_common" in comparison and len(comparison) else 0
+    n_common = comp.n_common if comp.ranked else 0
+    others = (f" {_e(comp.note())}" if comp.note() else "")
     section("comparison", (
         f"<p>RMSE of each model over its own successes with percentile-bootstrap {pct} confidence intervals "
         f"({meta['bootstrap']['n_boot']} resamples of the slabs / bulks, seed {meta['bootstrap']['seed']}). "
-        f"Rank, its interval and P(best) come from a paired bootstrap over the {n_common} slabs that every model "
-        "has a γ for; two models are <i>not distinguishable</i> when the interval of their paired RMSE "
-        "difference contains 0.</p>"
+        + (f"Rank, its interval, P(best) and the RMSE on the common slabs come from a paired bootstrap of the "
+           f"{len(comp.ranked_models)} comparable models with a γ (those that evaluated all {comp.n_slabs} slabs) over "
+           f"the {n_common} slabs that every one of them has a γ for; two models are <i>not distinguishable</i> when "
+           "the interval of their paired RMSE difference contains 0." if comp.ranked else
+           f"{_e(comp.summary()[0].upper() + comp.summary()[1:])}.")
+        + others + "</p>"
         + _table(disp)
         + (f"<h3>Pairs of models (γ, paired bootstrap over {n_common} common slabs)</h3>" + _table(pair_rows, fills)
            if len(pair_rows) else "")

@@ -52,11 +52,34 @@ def _rmse(x: pd.Series | np.ndarray) -> float:
 
 
 def model_order(slabs: pd.DataFrame) -> list[str]:
-    """Models from the lowest to the highest RMSE of gamma (models without any gamma last)."""
+    """The comparable models (:mod:`surfbench.analysis.comparable`) from the lowest to the highest
+    RMSE of gamma on their common slabs, then the models with other coverage (not comparable) by
+    their own RMSE; models without any gamma last in each group."""
     if slabs.empty:
         return []
-    rmse = slabs.groupby("model")["error_gamma_j_per_m2"].apply(_rmse)
-    return sorted(rmse.index, key=lambda m: (math.isnan(rmse[m]), rmse[m] if not math.isnan(rmse[m]) else 0.0, m))
+    from surfbench.analysis.comparable import comparability
+
+    comp = comparability(slabs)
+    common = slabs[slabs["model"].isin(comp.ranked_models) & slabs["record_id"].isin(comp.common_ids)]
+    on_common = common.groupby("model")["error_gamma_j_per_m2"].apply(_rmse) if len(common) else pd.Series(dtype=float)
+    own = slabs.groupby("model")["error_gamma_j_per_m2"].apply(_rmse)
+
+    def key(m: str) -> tuple:
+        r = on_common.get(m, math.nan) if m in comp.comparable else own.get(m, math.nan)
+        return (m not in comp.comparable, math.isnan(r), 0.0 if math.isnan(r) else r, m)
+
+    return sorted(own.index, key=key)
+
+
+def model_marks(slabs: pd.DataFrame) -> dict[str, str]:
+    """model -> its name as figures show it: marked "(not comparable: k of n slabs)" where it
+    evaluated other slabs than the others (:mod:`surfbench.analysis.comparable`)."""
+    if slabs.empty:
+        return {}
+    from surfbench.analysis.comparable import comparability
+
+    comp = comparability(slabs)
+    return {m: comp.label(m) for m in comp.evaluated}
 
 
 def model_colours(order: Sequence[str]) -> dict[str, str]:
@@ -105,6 +128,7 @@ def _orders(slabs: pd.DataFrame, order: Sequence[str] | None, colours: Mapping[s
 def _parity(
     df: pd.DataFrame, x: str, y: str, *, label: str, unit: str, order: Sequence[str],
     colours: Mapping[str, str], title: str, with_miller: bool, from_zero: bool = False, residual: bool = False,
+    marks: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Model vs DFT with the y = x line and equal axes; ``residual``: a second panel with the
     error (model - DFT) against DFT, where errors far smaller than the range of the values
@@ -129,15 +153,16 @@ def _parity(
             continue
         marker = dict(color=colours[m], symbol=MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)], size=7,
                       opacity=0.75, line=dict(width=0.5, color="white"))
+        shown = (marks or {}).get(m, m)
         if d.empty:  # keep the model in the legend
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{m}: all {n_all} failed",
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{shown}: all {n_all} failed",
                                      marker=marker), **at)
             continue
         err = (d[y] - d[x]).to_numpy(dtype=float)
         miller = d["miller"].map(miller_label) if with_miller and "miller" in d else pd.Series("-", index=d.index)
         custom = np.column_stack([d["record_id"].astype(str), d["element"].astype(str), miller.astype(str),
                                   err, d[y].to_numpy(dtype=float)])
-        name = f"{m}: RMSE {_rmse(err):.3f}" + (f" ({n_all - len(d)} failed)" if n_all > len(d) else "")
+        name = f"{shown}: RMSE {_rmse(err):.3f}" + (f" ({n_all - len(d)} failed)" if n_all > len(d) else "")
         hover = ("<b>%{customdata[0]}</b><br>element %{customdata[1]}"
                  + (", Miller %{customdata[2]}" if with_miller else "")
                  + f"<br>DFT %{{x:.4f}} {unit}<br>model %{{customdata[4]:.4f}} {unit}"
@@ -164,13 +189,14 @@ def _parity(
 
 
 def parity_bulk_energy(bulks: pd.DataFrame, order: Sequence[str] | None = None,
-                       colours: Mapping[str, str] | None = None) -> go.Figure:
-    """Fig. 2a: bulk energy per atom, model vs DFT (eV/atom)."""
+                       colours: Mapping[str, str] | None = None, marks: Mapping[str, str] | None = None) -> go.Figure:
+    """Fig. 2a: bulk energy per atom, model vs DFT (eV/atom); ``marks``: model -> the name its
+    legend entry shows (:func:`model_marks` of the slabs)."""
     order = list(order) if order is not None else sorted(bulks["model"].unique())
     colours = dict(colours) if colours is not None else model_colours(order)
     return _parity(bulks, "e_dft_per_atom_ev", "e_pred_per_atom_ev", label="bulk energy", unit=ENERGY_UNIT,
                    order=order, colours=colours, title="Bulk energy per atom: model vs DFT (right: error)",
-                   with_miller=False, residual=True)
+                   with_miller=False, residual=True, marks=marks)
 
 
 def parity_slab_energy(slabs: pd.DataFrame, order: Sequence[str] | None = None,
@@ -179,7 +205,7 @@ def parity_slab_energy(slabs: pd.DataFrame, order: Sequence[str] | None = None,
     order, colours = _orders(slabs, order, colours)
     return _parity(slabs, "e_dft_per_atom_ev", "e_pred_per_atom_ev", label="slab energy", unit=ENERGY_UNIT,
                    order=order, colours=colours, title="Slab energy per atom: model vs DFT (right: error)",
-                   with_miller=True, residual=True)
+                   with_miller=True, residual=True, marks=model_marks(slabs))
 
 
 def parity_gamma(slabs: pd.DataFrame, order: Sequence[str] | None = None,
@@ -188,23 +214,26 @@ def parity_gamma(slabs: pd.DataFrame, order: Sequence[str] | None = None,
     order, colours = _orders(slabs, order, colours)
     return _parity(slabs, "dft_gamma_j_per_m2", "gamma_pred_j_per_m2", label="surface energy γ", unit=GAMMA_UNIT,
                    order=order, colours=colours, title="Surface energy γ: model vs DFT", with_miller=True,
-                   from_zero=True)
+                   from_zero=True, marks=model_marks(slabs))
 
 
 # ---------------------------------------------------------------------------- Fig. 2d: error distribution
 def gamma_error_distribution(slabs: pd.DataFrame, order: Sequence[str] | None = None,
                              colours: Mapping[str, str] | None = None) -> go.Figure:
     """Fig. 2d: box + violin of the gamma error (model - DFT, J/m^2) per model, every slab a
-    point, models from the best (top) to the worst RMSE; the labels carry RMSE and the mean
-    signed error (MSE)."""
+    point, the comparable models from the best (top) to the worst RMSE on their common slabs,
+    then the models with other coverage, marked "not comparable"; the labels carry RMSE and the
+    mean signed error (MSE) over each model's own slabs."""
     order, colours = _orders(slabs, order, colours)
+    marks = model_marks(slabs)
     fig = go.Figure()
     ticks = []
     for m in order:
         d = slabs[(slabs["model"] == m) & np.isfinite(slabs["error_gamma_j_per_m2"].astype(float))]
         e = d["error_gamma_j_per_m2"].astype(float)
         n_fail = int((slabs["model"] == m).sum()) - len(d)
-        tick = f"<b>{m}</b><br>RMSE {_rmse(e):.3f}, MSE {e.mean():+.3f}" if len(e) else f"<b>{m}</b><br>no γ"
+        head = f"<b>{m}</b>" + (f"<br><i>{marks[m][len(m) + 2:-1]}</i>" if marks.get(m, m) != m else "")
+        tick = f"{head}<br>RMSE {_rmse(e):.3f}, MSE {e.mean():+.3f}" if len(e) else f"{head}<br>no γ"
         if n_fail:
             tick += f", {n_fail} failed"
         ticks.append(tick)
@@ -227,7 +256,7 @@ def gamma_error_distribution(slabs: pd.DataFrame, order: Sequence[str] | None = 
         ))
     fig.add_vline(x=0, line=dict(color="#444", width=1, dash="dash"))
     _layout(fig, "Surface energy error per model (box: quartiles and median, black line: mean)",
-            width=1000, height=170 + 85 * len(order), margin=dict(l=300, r=30, t=60, b=70), violingap=0.1)
+            width=1000, height=170 + 95 * len(order), margin=dict(l=300, r=30, t=60, b=70), violingap=0.1)
     fig.update_yaxes(title=None, categoryorder="array", categoryarray=ticks[::-1], tickfont=dict(size=12))
     fig.update_xaxes(title=f"γ error, model − DFT ({GAMMA_UNIT}); RMSE and mean signed error MSE in {GAMMA_UNIT}",
                      zeroline=False)
@@ -250,6 +279,10 @@ def element_rmse(bulks: pd.DataFrame, slabs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["model", "element", *[q for q, _, _ in _PTABLE_SPLITS]])
     wide = per.pivot_table(index=["model", "element"], columns="quantity", values="rmse", dropna=False)
     wide = wide.reindex(columns=[q for q, _, _ in _PTABLE_SPLITS])
+    # only the (model, element) pairs the model evaluated: an element it never ran is not "every
+    # prediction failed" (the pivot pairs every model with every element)
+    ran = set(map(tuple, per.loc[per["n_total"] > 0, ["model", "element"]].drop_duplicates().to_numpy()))
+    wide = wide[[key in ran for key in wide.index]]
     return wide.reset_index()
 
 
@@ -276,28 +309,41 @@ def element_rmse_ptables(bulks: pd.DataFrame, slabs: pd.DataFrame,
                          order: Sequence[str] | None = None) -> dict[str, go.Figure]:
     """Figs. 3/6: per model, a periodic table whose element tiles are split in three (bottom:
     gamma RMSE, upper left: bulk energy RMSE, upper right: slab energy RMSE). The colour
-    scales are shared by all models (0 to the largest RMSE of any model) so that the tables
-    can be compared; light grey tiles: not in the data, dark grey parts: evaluated but every
+    scales are shared by the comparable models (0 to the largest RMSE of any of them,
+    :mod:`surfbench.analysis.comparable`) so that their tables can be compared; a model with
+    other coverage (not comparable) has its own scales, and says so. Light grey tiles: not
+    evaluated by this model (or not in the data), dark grey parts: evaluated but every
     prediction failed."""
     import plotly.colors as pc
     import pymatviz as pmv
 
+    from surfbench.analysis.comparable import comparability
+
     order, _ = _orders(slabs, order, None)
     table = element_rmse(bulks, slabs)
-    cmax = {}
-    for q, _, _ in _PTABLE_SPLITS:
-        v = table[q].to_numpy(dtype=float) if q in table else np.array([])
-        v = v[np.isfinite(v)]
-        cmax[q] = float(v.max()) if v.size and v.max() > 0 else 1.0
-    scales = [pc.get_colorscale(s) for _, s, _ in _PTABLE_SPLITS]
+    comp = comparability(slabs, order) if not slabs.empty else None
 
-    def colour(symbol: str, value: float, idx: int) -> str:
-        q = _PTABLE_SPLITS[idx][0]
-        pos = min(1.0, max(0.0, value / cmax[q]))
-        return pc.sample_colorscale(scales[idx], [0.08 + 0.92 * pos])[0]  # never pure white
+    def maxima(rows: pd.DataFrame) -> dict[str, float]:
+        out = {}
+        for q, _, _ in _PTABLE_SPLITS:
+            v = rows[q].to_numpy(dtype=float) if q in rows else np.array([])
+            v = v[np.isfinite(v)]
+            out[q] = float(v.max()) if v.size and v.max() > 0 else 1.0
+        return out
+
+    shared = maxima(table[table["model"].isin(comp.comparable)] if comp is not None else table)
+    scales = [pc.get_colorscale(s) for _, s, _ in _PTABLE_SPLITS]
 
     figs = {}
     for m in order:
+        own = comp is not None and not comp.is_comparable(m) and m in comp.evaluated
+        cmax = maxima(table[table["model"] == m]) if own else shared
+
+        def colour(symbol: str, value: float, idx: int, cmax: dict[str, float] = cmax) -> str:
+            q = _PTABLE_SPLITS[idx][0]
+            pos = min(1.0, max(0.0, value / cmax[q]))
+            return pc.sample_colorscale(scales[idx], [0.08 + 0.92 * pos])[0]  # never pure white
+
         t = table[table["model"] == m]
         labels = [title.rsplit(",", 1)[0] for _, _, title in _PTABLE_SPLITS]
         data = pd.DataFrame([[float(row[q]) for q, _, _ in _PTABLE_SPLITS] for _, row in t.iterrows()],
@@ -322,7 +368,9 @@ def element_rmse_ptables(bulks: pd.DataFrame, slabs: pd.DataFrame,
                                           tickformat=".2~f" if cmax[q] >= 0.1 else ".3~f")),
             ))
         n_el = int(t[["gamma", "bulk_e_per_atom", "slab_e_per_atom"]].notna().any(axis=1).sum()) if len(t) else 0
-        fig.update_layout(title=dict(text=f"{m}: RMSE per element ({n_el} elements; shared colour scales)",
+        scale = (f"its own colour scales: {comp.mark(m)}" if own else
+                 "colour scales shared by the comparable models")
+        fig.update_layout(title=dict(text=f"{m}: RMSE per element ({n_el} elements evaluated; {scale})",
                                      x=0.5, xanchor="center", font=dict(size=16)),
                           font=FONT, paper_bgcolor="white", margin=dict(l=10, r=10, t=60, b=10))
         figs[m] = fig
@@ -331,7 +379,9 @@ def element_rmse_ptables(bulks: pd.DataFrame, slabs: pd.DataFrame,
 
 def element_rmse_heatmap(bulks: pd.DataFrame, slabs: pd.DataFrame, order: Sequence[str] | None = None) -> go.Figure:
     """Summary of Figs. 3/6 for comparing models: RMSE of gamma per element (columns, by group
-    then period) and model (rows), annotated with the RMSE and the mean signed error."""
+    then period) and model (rows, a model with other coverage marked "not comparable"),
+    annotated with the RMSE and the mean signed error; an element a model did not evaluate is
+    an empty cell."""
     order, _ = _orders(slabs, order, None)
     per = metrics(bulks, slabs, by="element")
     g = per[per["quantity"] == "gamma"] if not per.empty else per
@@ -346,8 +396,10 @@ def element_rmse_heatmap(bulks: pd.DataFrame, slabs: pd.DataFrame, order: Sequen
                 text[i, j] = f"{r['rmse']:.2f}<br><span style='font-size:10px'>{r['mse']:+.2f}</span>"
             if r["n_failed"]:
                 text[i, j] += f"<br><span style='font-size:10px'>{int(r['n_failed'])} failed</span>"
+    marks = model_marks(slabs)
     fig = go.Figure(go.Heatmap(
-        z=z, x=elements, y=order, colorscale="Reds", zmin=0, text=text, texttemplate="%{text}", textfont=dict(size=13),
+        z=z, x=elements, y=[marks.get(m, m) for m in order], colorscale="Reds", zmin=0, text=text,
+        texttemplate="%{text}", textfont=dict(size=13),
         xgap=2, ygap=2, colorbar=dict(title=dict(text=f"γ RMSE ({GAMMA_UNIT})", side="right")),
         hovertemplate=f"%{{y}}, %{{x}}<br>γ RMSE %{{z:.3f}} {GAMMA_UNIT}<extra></extra>",
     ))
@@ -362,7 +414,9 @@ def element_rmse_heatmap(bulks: pd.DataFrame, slabs: pd.DataFrame, order: Sequen
 def miller_rmse_bars(slabs: pd.DataFrame, order: Sequence[str] | None = None,
                      colours: Mapping[str, str] | None = None) -> go.Figure:
     """Fig. 4: RMSE of gamma per Miller index, grouped bars per model; the tick labels give the
-    number of slabs of each index (per model where it differs), the hover each bar's count."""
+    number of slabs of each index (per model where it differs), the hover each bar's count. A
+    model with other coverage (not comparable: it evaluated other slabs than the others) is
+    hatched and named so: its bars are over its own slabs of each index."""
     order, colours = _orders(slabs, order, colours)
     d = slabs.assign(miller_key=slabs["miller"].where(slabs["miller"].notna(), "unknown"))
     stats = d.groupby(["model", "miller_key"])["error_gamma_j_per_m2"].agg(
@@ -373,11 +427,14 @@ def miller_rmse_bars(slabs: pd.DataFrame, order: Sequence[str] | None = None,
         ok = stats[stats["miller_key"] == mk]["n_ok"]
         n = f"n={ok.iloc[0]}" if ok.nunique() == 1 else f"n={ok.min()}–{ok.max()}"
         ticks[mk] = f"{miller_label(mk)}<br>{n}"
+    marks = model_marks(slabs)
     fig = go.Figure()
     for i, m in enumerate(order):
         s = stats[stats["model"] == m].set_index("miller_key").reindex(millers)
+        other = marks.get(m, m) != m  # not comparable: hatched, named so
         fig.add_trace(go.Bar(
-            x=[ticks[mk] for mk in millers], y=s["rmse"], name=m, marker=dict(color=colours[m]),
+            x=[ticks[mk] for mk in millers], y=s["rmse"], name=marks.get(m, m),
+            marker=dict(color=colours[m], pattern=dict(shape="/" if other else "")),
             customdata=np.column_stack([s["n_ok"].fillna(0).astype(int), s["n_total"].fillna(0).astype(int)]),
             hovertemplate=f"<b>{m}</b><br>%{{x}}<br>RMSE %{{y:.3f}} {GAMMA_UNIT}"
                           "<br>%{customdata[0]} of %{customdata[1]} slabs ok<extra></extra>",
@@ -432,26 +489,34 @@ def comparison_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table I: per model RMSE (with percentile-bootstrap CI) of bulk energy, slab energy and
     gamma over each model's own successes, MAE and mean signed error of gamma, coverage, the
-    paired ranking on the slabs all models share (rank, its CI and the share of replicas in which
-    the model is best) and the models it cannot be told apart from (paired bootstrap of the
-    RMSE difference of gamma, CI containing 0).
+    paired ranking of the comparable models on the slabs they share (rank, its CI, the share of
+    replicas in which the model is best, and the RMSE on those common slabs with its CI) and the
+    models it cannot be told apart from (paired bootstrap of the RMSE difference of gamma, CI
+    containing 0). A model that evaluated other slabs than the others is not comparable
+    (:mod:`surfbench.analysis.comparable`): ``comparable`` is False, its metrics are over its own
+    slabs and it has no rank and no pairs. ``n_slabs``: slabs in scope (evaluated by any model);
+    ``gamma_n_evaluated``: slabs the model evaluated.
 
     ``model_info``: model -> dict with ``family``, ``training_set``, ``parameters``,
     ``fingerprint`` (optional). Returns ``(table, pairs)``; ``pairs`` has a ``quantity`` column
     (gamma, slab_e_per_atom, bulk_e_per_atom) and the columns of
     :func:`surfbench.analysis.uncertainty.compare_models`.
     """
+    from surfbench.analysis.comparable import comparability
     from surfbench.analysis.uncertainty import bootstrap_stats, compare_models
 
     model_info = model_info or {}
     order = model_order(slabs) if not slabs.empty else sorted(bulks["model"].unique())
+    order += [m for m in sorted(bulks["model"].unique()) if m not in order]
+    comp = comparability(slabs, order)
     rows = []
     for m in order:
         info = model_info.get(m, {})
         s, b = slabs[slabs["model"] == m], bulks[bulks["model"] == m]
         row = {"model": m, "fingerprint": (s["fingerprint"].iloc[0] if len(s) else b["fingerprint"].iloc[0]),
                "family": info.get("family"), "training_set": info.get("training_set"),
-               "parameters": info.get("parameters")}
+               "parameters": info.get("parameters"), "comparable": comp.is_comparable(m),
+               "n_slabs": comp.n_slabs, "gamma_n_evaluated": comp.evaluated.get(m, 0)}
         for q, frame, col in (("gamma", s, "error_gamma_j_per_m2"), ("slab_e_per_atom", s, "error_e_per_atom_ev"),
                               ("bulk_e_per_atom", b, "error_e_per_atom_ev")):
             st = bootstrap_stats(frame[col].to_numpy(dtype=float), n_boot=n_boot, seed=seed, ci=ci)
@@ -464,6 +529,7 @@ def comparison_table(
     pair_frames = []
     for q, frame, col in (("gamma", slabs, "error_gamma_j_per_m2"), ("slab_e_per_atom", slabs, "error_e_per_atom_ev"),
                           ("bulk_e_per_atom", bulks, "error_e_per_atom_ev")):
+        frame = frame[frame["model"].isin(comp.comparable)] if not frame.empty else frame  # only these are ranked
         usable = frame[frame.groupby("fingerprint")[col].transform(lambda x: np.isfinite(x.astype(float)).any())] \
             if not frame.empty else frame
         if usable["fingerprint"].nunique() < 2 if not usable.empty else True:
@@ -472,8 +538,10 @@ def comparison_table(
         pairs.insert(0, "quantity", q)
         pair_frames.append(pairs)
         if q == "gamma" and not table.empty:
-            keep = ranked.set_index("model")[["n_common", "rank", "rank_lo", "rank_hi", "p_best"]]
-            keep.columns = [f"gamma_common_{c}" if c == "n_common" else f"gamma_{c}" for c in keep.columns]
+            keep = ranked.set_index("model")[["n_common", "rank", "rank_lo", "rank_hi", "p_best", "rmse", "rmse_lo",
+                                              "rmse_hi"]]
+            keep.columns = [f"gamma_common_{c}" if c in ("n_common", "rmse", "rmse_lo", "rmse_hi") else f"gamma_{c}"
+                            for c in keep.columns]
             table = table.join(keep, on="model")
     pairs = pd.concat(pair_frames, ignore_index=True) if pair_frames else pd.DataFrame(
         columns=["quantity", "fingerprint_a", "model_a", "fingerprint_b", "model_b", "n_common", "delta_rmse",
@@ -495,10 +563,15 @@ def _ci(v: float, lo: float, hi: float, digits: int = 3) -> str:
 
 
 def comparison_display(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
-    """Table I as strings for people: value [CI] per cell, ok/total coverage."""
+    """Table I as strings for people: value [CI] per cell, ok/total coverage; a model with other
+    coverage marked "not comparable" with the slabs it evaluated."""
     pct = f"{100 * ci:.0f}%"
+    comparable = table["comparable"] if "comparable" in table else pd.Series(True, index=table.index)
     out = pd.DataFrame({
-        "model": table["model"],
+        "model": [m if ok else f"{m} (not comparable: {int(k)} of {int(n)} slabs)"
+                  for m, ok, k, n in zip(table["model"], comparable,
+                                         table.get("gamma_n_evaluated", table["gamma_n_total"]),
+                                         table.get("n_slabs", table["gamma_n_total"]))],
         "family": table["family"].fillna("–"),
         "training set": table["training_set"].fillna("–"),
         "parameters": table["parameters"].map(lambda p: f"{int(p):,}" if p is not None and np.isfinite(p) else "–"),
@@ -509,6 +582,11 @@ def comparison_display(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
         f"bulk energy RMSE ({ENERGY_UNIT}) [{pct} CI]": [_ci(*r, digits=4) for r in table[["bulk_e_per_atom_rmse", "bulk_e_per_atom_rmse_lo", "bulk_e_per_atom_rmse_hi"]].to_numpy()],
         "γ ok/total": [f"{a}/{b}" for a, b in table[["gamma_n_ok", "gamma_n_total"]].to_numpy()],
     })
+    if "gamma_common_rmse" in table:
+        n = table["gamma_common_n_common"].dropna()
+        head = f"γ RMSE on the {int(n.iloc[0])} common slabs [{pct} CI]" if len(n) else "γ RMSE on the common slabs"
+        out[head] = [_ci(*r) for r in table[["gamma_common_rmse", "gamma_common_rmse_lo",
+                                               "gamma_common_rmse_hi"]].to_numpy(dtype=float)]
     if "gamma_rank" in table:
         out["γ rank [CI] on common slabs"] = [
             "–" if not np.isfinite(r) else (f"{int(r)} [{int(lo)}–{int(hi)}]" if np.isfinite(lo) else f"{int(r)}")
@@ -539,7 +617,7 @@ def table_figure(display: pd.DataFrame, title: str, fill: pd.DataFrame | None = 
 def comparison_table_figure(table: pd.DataFrame, dataset: str = "", ci: float = 0.95) -> go.Figure:
     """Table I as a plotly table."""
     d = comparison_display(table, ci).drop(columns=["training set", "γ MAE (J/m²)"], errors="ignore")
-    widths = [2.2, 1.1, 0.9, 1.9, 1.9, 1.9, 1.9, 0.8, 1.2, 0.8, 2.2][: len(d.columns)]
+    widths = [2.6, 1.1, 0.9, 1.9, 1.9, 1.9, 1.9, 0.8, 1.9, 1.2, 0.8, 2.2][: len(d.columns)]
     return table_figure(d, f"Model comparison{' on ' + dataset if dataset else ''} (bootstrap {100 * ci:.0f}% CI)",
                         column_widths=widths, width=1600)
 

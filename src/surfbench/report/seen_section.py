@@ -28,9 +28,16 @@ def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n
         return Section(body="<p>No model in this report was trained on any of these slabs, as far as their registry "
                             "entries say (<code>trained_on</code>): every metric above is on surfaces new to the "
                             "model.</p>")
+    from surfbench.analysis.comparable import comparability
+
     summary = seen.seen_summary(slabs, n_boot=n_boot, seed=seed, ci=ci)
-    common = seen.common_unseen_summary(slabs, n_boot=n_boot, seed=seed, ci=ci)
-    n_common = int(seen.unseen_by_all(slabs)["record_id"].nunique())
+    comp = comparability(slabs)
+    # every model on the same slabs: a model that evaluated other slabs (not comparable) is left out here
+    compared = slabs[slabs["model"].isin(comp.comparable)] if comp.others else slabs
+    common = seen.common_unseen_summary(compared, n_boot=n_boot, seed=seed, ci=ci)
+    n_common = int(seen.unseen_by_all(compared)["record_id"].nunique())
+    left_out = (f"<p class='note'>Left out of this comparison (other coverage, not comparable): "
+                f"{html.escape(', '.join(comp.label(m) for m in comp.others))}.</p>" if comp.others else "")
     show = pd.DataFrame({
         "model": summary["model"],
         "trained on": summary["trained_on"],
@@ -53,6 +60,7 @@ def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n
         "<p>RMSE of γ (J/m²) per element with its interval: the fair comparison of universal and specialised "
         "models on surfaces new to all of them. With one or two slabs per element an interval is wide or absent; "
         "the row <i>all</i> is the one to read.</p>"
+        + left_out
         + table(wide)
     )
     return Section(body=body, tables={"seen-unseen": summary, "unseen-by-all": common},
