@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from surfbench.evaluation.runner import RunSummary
     from surfbench.models.base import LoadedModel
 
-__all__ = ["Results", "evaluate", "load_results"]
+__all__ = ["Results", "evaluate", "load_results", "trained_models"]
 
 #: the groupings of :meth:`Results.metrics`
 METRIC_GROUPS = (None, "element", "miller")
@@ -456,3 +456,29 @@ def load_results(workdir: str | os.PathLike = ".", model: str | None = None, dat
                              f"protocol={protocol!r}; stored: {stored}")
     return [Results(dataset=r.dataset, model=r.model, fingerprint=r.fingerprint, protocol=r.protocol, workdir=workdir)
             for r in runs.itertuples()]
+
+
+def trained_models(workdir: str | os.PathLike = ".", dataset: str | os.PathLike | None = None, *, n_boot: int = 2000,
+                   seed: int = 0) -> pd.DataFrame:
+    """The models trained by ``surfbench train`` in ``workdir``, per evaluation protocol
+    (no-surfaces, mlearn-split, facet-cv), beside the zero-shot models on the same judged slabs:
+    :func:`surfbench.training.curves.protocol_table` (one row per model and element or
+    ``"all"``: gamma RMSE and mean signed error in J/m^2 with 95 % bootstrap intervals, the
+    RMSE on the slabs every row has a gamma for (``n_common``; the only ranking), the lowest
+    facet right, fit costs). ``dataset``: the store's name or a data file (None: every data set
+    trained on). Raises :class:`~surfbench.evaluation.store_file.StoreError` when there is no
+    store, ``ValueError`` when it records no training."""
+    from surfbench.data.registry import stored_name
+    from surfbench.evaluation.store import ResultStore
+    from surfbench.training.curves import protocol_table
+    from surfbench.training.pipeline import trainings
+
+    workdir = Path(workdir).expanduser().resolve()
+    with ResultStore(workdir, read_only=True) as store:
+        tr = trainings(store)
+        names = sorted(set(tr["dataset"])) if dataset is None else [stored_name(dataset)]
+        if tr.empty or not set(names) & set(tr["dataset"]):
+            raise ValueError(f"no training recorded in {store.path} (for {dataset or 'any data set'}); "
+                             "'surfbench train' records them")
+        return pd.concat([protocol_table(store, n, n_boot=n_boot, seed=seed).assign(dataset=n) for n in names],
+                         ignore_index=True)
