@@ -36,6 +36,7 @@ def _commands(w: Path, data: Path, out: Path) -> dict[str, list[str]]:
         "run": ["run", "-m", "emt", "-d", str(data), "-w", str(w)],
         "softening": ["softening", "-m", "emt", "-d", "mlearn-nope", "-w", str(w)],
         "table": ["table", "-w", str(w)],
+        "table --trained": ["table", "--trained", "-w", str(w)],
         # a data set the store lacks: the store is opened and read, no figure is drawn (seconds of imports)
         "report": ["report", "-w", str(w), "-d", "nope", "-o", str(out / "report.html")],
         "map": ["map", "-w", str(w), "-d", str(data), "-o", str(out / "map.html"), "--no-png", "--n-boot", "20"],
@@ -54,6 +55,7 @@ EXPECTED = {
     "run": {"empty": (0, "3 computed, 0 reused"), "damaged": (2, DAMAGED), "read-only": (2, NOT_WRITABLE)},
     "softening": {"empty": (2, NO_DATASET), "damaged": (2, DAMAGED), "read-only": (2, NOT_WRITABLE)},
     "table": {"empty": (2, NO_STORE), "damaged": (2, DAMAGED), "read-only": (0, "coverage: 3/3 structures evaluated ok")},
+    "table --trained": {"empty": (2, NO_STORE), "damaged": (2, DAMAGED), "read-only": (2, "no training recorded in")},
     "report": {"empty": (2, NO_STORE), "damaged": (2, DAMAGED), "read-only": (2, "no stored run on data set 'nope'; stored: cu-toy")},
     "map": {"empty": (2, NO_STORE), "damaged": (2, DAMAGED), "read-only": (2, "surfbench-descriptors")},
     "models": {"empty": (0, "emt"), "damaged": (0, "emt"), "read-only": (0, "emt")},
