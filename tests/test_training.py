@@ -179,6 +179,11 @@ def test_presets():
                 s = presets.resolve(method, preset, FINETUNE)
                 assert s["alpha_grid"] == [1e-8, 1e3, 23] and s["cv_folds"] == 5 and s["n_valid"] == 0
             continue
+        if method in ("snap", "qsnap"):  # linear least squares: the force weight is chosen on validation frames
+            for preset in presets.PRESET_NAMES:
+                s = presets.resolve(method, preset, SCRATCH)
+                assert s["force_weights"] == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0] and s["force_tolerance"] == 1.5
+            continue
         paper = presets.resolve(method, "paper", FINETUNE if method in ("chgnet", "sevennet") else SCRATCH)
         assert paper["epochs"] == 200 and paper["patience"] == 50 and paper["preset"] == "paper"
         for preset in presets.PRESET_NAMES:

@@ -35,7 +35,7 @@ class TrainingError(RuntimeError):
 class TrainJob:
     """Everything a driver needs for one training run."""
 
-    method: str  # "mace" | "nequip" | "m3gnet" | "mtp" | "chgnet" | "sevennet" | "readout"
+    method: str  # "mace" | "nequip" | "m3gnet" | "mtp" | "chgnet" | "sevennet" | "readout" | "snap" | "qsnap"
     mode: str  # SCRATCH | FINETUNE
     train: list[Frame]
     valid: list[Frame]
@@ -82,6 +82,8 @@ TRAINERS: dict[str, str] = {
     "chgnet": "surfbench.training.chgnet:ChgnetTrainer",
     "sevennet": "surfbench.training.sevenn:SevennetTrainer",
     "readout": "surfbench.training.readout:ReadoutTrainer",
+    "snap": "surfbench.training.snap:SnapTrainer",
+    "qsnap": "surfbench.training.snap:QSnapTrainer",
 }
 
 

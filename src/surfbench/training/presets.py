@@ -49,7 +49,7 @@ from typing import Any
 from surfbench.training.base import FINETUNE, SCRATCH, TrainingError
 
 PRESET_NAMES = ("paper", "cpu-quick", "tiny")
-METHODS = ("mace", "nequip", "mtp", "m3gnet", "chgnet", "sevennet", "readout")
+METHODS = ("mace", "nequip", "mtp", "m3gnet", "chgnet", "sevennet", "readout", "snap", "qsnap")
 
 #: preset -> settings shared by every method
 COMMON: dict[str, dict[str, Any]] = {
@@ -94,6 +94,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 4, "lr": 0.0001, "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.01,
         },
         "readout": {},  # training/readout.py DEFAULT_SETTINGS
+        "snap": {}, "qsnap": {},  # training/snap.py DEFAULT_SETTINGS
     },
     "cpu-quick": {
         "mace": {
@@ -125,6 +126,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 10,
         },
         "readout": {},  # training/readout.py DEFAULT_SETTINGS
+        "snap": {}, "qsnap": {},  # training/snap.py DEFAULT_SETTINGS
     },
     "tiny": {
         "mace": {
@@ -153,6 +155,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 4, "lr": 0.0001, "energy_weight": 1.0, "force_weight": 1.0, "stress_weight": 0.01,
         },
         "readout": {},  # training/readout.py DEFAULT_SETTINGS
+        "snap": {}, "qsnap": {},  # training/snap.py DEFAULT_SETTINGS
     },
 }
 
@@ -218,7 +221,10 @@ ARCHITECTURE = {"num_channels", "max_L", "num_interactions", "correlation", "max
 NOT_USED = {"mtp": ("epochs", "patience", "batch_size", "lr", "dtype"),
             # a closed-form ridge fit of energies on the base model's features, in float64
             "readout": ("epochs", "patience", "batch_size", "lr", "energy_weight", "force_weight", "stress_weight",
-                        "cutoff_a", "dtype")}
+                        "cutoff_a", "dtype"),
+            # linear least squares in float64, cut-off from the element's parameters, force weight chosen on validation
+            "snap": ("epochs", "patience", "batch_size", "lr", "energy_weight", "force_weight", "cutoff_a", "dtype"),
+            "qsnap": ("epochs", "patience", "batch_size", "lr", "energy_weight", "force_weight", "cutoff_a", "dtype")}
 
 
 def preset_table(presets: tuple[str, ...] = ("paper", "cpu-quick")) -> str:
@@ -227,7 +233,8 @@ def preset_table(presets: tuple[str, ...] = ("paper", "cpu-quick")) -> str:
             "dtype"]
     rows = ["| method | mode | preset | " + " | ".join(keys) + " | model |", "|" + "---|" * (len(keys) + 4)]
     modes = {"mace": (SCRATCH, FINETUNE), "nequip": (SCRATCH,), "mtp": (SCRATCH,), "m3gnet": (SCRATCH, FINETUNE),
-             "chgnet": (FINETUNE,), "sevennet": (FINETUNE,), "readout": (FINETUNE,)}
+             "chgnet": (FINETUNE,), "sevennet": (FINETUNE,), "readout": (FINETUNE,), "snap": (SCRATCH,),
+             "qsnap": (SCRATCH,)}
     shared = set(keys) | set(COMMON["paper"]) | {"preset", "E0s", "ema", "threads", "decay_alpha", "loss", "n_valid"}
     for method in METHODS:
         for mode in modes[method]:
@@ -235,7 +242,10 @@ def preset_table(presets: tuple[str, ...] = ("paper", "cpu-quick")) -> str:
                 s = resolve(method, preset, mode)
                 model = ", ".join(f"{k} {v}" for k, v in s.items()
                                   if k not in shared and not (mode == FINETUNE and k in ARCHITECTURE))
-                if method == "readout":
+                if method in ("snap", "qsnap"):
+                    model = ("linear least squares; Zuo et al. 2020's bispectrum settings per element; force weight "
+                             "chosen on validation frames" + (f"; {model}" if model else ""))
+                elif method == "readout":
                     model = "frozen foundation + per-element linear read-out of its features (energies, ridge)" + (
                         f"; {model}" if model else "")
                 elif mode == FINETUNE:
