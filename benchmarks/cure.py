@@ -44,7 +44,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 UNIVERSAL = ["chgnet-0.3.0", "sevennet-0", "sevennet-l3i5", "sevennet-mf-0", "m3gnet-mp-2021.2.8-pes",
              "m3gnet-matpes-pbe-v2025.1-pes", "tensornet-matpes-pbe-v2025.1-pes"]
@@ -187,12 +186,12 @@ def print_tables(work: Path, n_boot: int) -> None:
             kind = r["kind"] + (f" (saw {r['n_seen']} of these slabs)" if r["n_seen"] else "")
             what = f"readout {r['foundation']} {protocol}" + (f" {r['overrides']}" if r["overrides"] else "")
             cost = costs.get(what) if r["method"] == "readout" else None
-            print(f"| {_name(r)} | {kind} | {_ci(r, 'gamma_rmse')} | {_ci(r, 'gamma_mse', True)} | "
+            print(f"| {_name(r)} | {kind} | {_ci(r, 'gamma_rmse')} | {_ci(r, 'gamma_mean_signed_error', True)} | "
                   f"{_f(r['rmse_common'])} (n={r['n_common']}) | {r['lowest_right']}/{r['n_elements']} / "
                   f"{r['lowest_right_tol']}/{r['n_elements']} | {_f(cost['wall_s'], 1) if cost else '-'} | "
                   f"{_f(cost['peak_rss_mb'], 0) if cost else '-'} |")
         els = sorted(set(block["element"]) - {"all"})
-        print(f"\nPer element, gamma RMSE (J/m^2) [lowest facet right: strict/0.025]:\n")
+        print("\nPer element, gamma RMSE (J/m^2) [lowest facet right: strict/0.025]:\n")
         print("| model | " + " | ".join(els) + " |")
         print("|---|" + "---|" * len(els))
         for _, r in allrows.iterrows():

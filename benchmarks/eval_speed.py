@@ -42,11 +42,11 @@ def main() -> None:
     from surfbench.evaluation.store import ResultStore
     from surfbench.execution.dataset_cache import load_dataset_cached
     from surfbench.execution.executors import make_executor
-    from surfbench.execution.model_info import torch_threads
+    from surfbench.execution.model_info import cap_threads
     from surfbench.models import load_model
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eval-speed-"))
-    torch_threads(1)
+    cap_threads(1)  # torch, loaded with the model below, starts with OMP_NUM_THREADS=1
     splits = {"all": None, "train": {"train"}, "test": {"test"}}[args.split]
     ds = load_dataset_cached(args.dataset, args.data_dir).select(splits=splits)
     records = [*ds.bulks.values(), *ds.surfaces]

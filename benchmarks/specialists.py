@@ -97,7 +97,7 @@ def main() -> None:
     if comp.note():
         print(f"# {comp.note()}")
 
-    print(f"\n## gamma RMSE per element, all 75 slabs (J/m^2; specialists: 64 of them seen in training)\n")
+    print("\n## gamma RMSE per element, all 75 slabs (J/m^2; specialists: 64 of them seen in training)\n")
     per_el = metrics(bulks, slabs, by="element")
     g = per_el[per_el["quantity"] == "gamma"].pivot(index="element", columns="model", values="rmse")
     overall = metrics(bulks, slabs)
@@ -106,7 +106,7 @@ def main() -> None:
                            for m in order]
     print(tab.to_markdown())
 
-    print(f"\n## the 11 slabs no model saw (mlearn test split): gamma errors (J/m^2), 95 % bootstrap CI\n")
+    print("\n## the 11 slabs no model saw (mlearn test split): gamma errors (J/m^2), 95 % bootstrap CI\n")
     summ = seen.seen_summary(slabs, n_boot=args.n_boot).set_index("model").reindex(order)
     common = seen.common_unseen_summary(slabs, n_boot=args.n_boot)
     comp = common[common["element"] == "all"].set_index("model").reindex(order)
@@ -119,7 +119,8 @@ def main() -> None:
             "model": comp.label(m),
             "gamma RMSE unseen": _ci(c["gamma_rmse"], c["gamma_rmse_lo"], c["gamma_rmse_hi"]),
             "gamma MAE unseen": _ci(c["gamma_mae"], c["gamma_mae_lo"], c["gamma_mae_hi"]),
-            "gamma MSE unseen": _ci(c["gamma_mse"], c["gamma_mse_lo"], c["gamma_mse_hi"]),
+            "gamma mean signed error unseen": _ci(c["gamma_mean_signed_error"], c["gamma_mean_signed_error_lo"],
+                                                  c["gamma_mean_signed_error_hi"]),
             "n unseen": int(c["gamma_n"]),
             "gamma RMSE seen (n)": f"{s['seen_rmse']:.3f} ({int(s['seen_n'])})" if s["n_seen"] else "-",
             "structures/s (model time)": f"{n_struct[m] / model_time[m]:.1f}",

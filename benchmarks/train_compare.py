@@ -138,7 +138,7 @@ def main() -> None:
         wall = r.get("train_wall_s")
         wall_txt = "-" if wall is None else f"{wall:.0f} (CPU {_fmt(cpu.get(r['model']), '{:.0f}')})"
         print("| " + " | ".join([
-            r["model"], r["kind"], str(r["n_train"]), _fmt(r.get("gamma_rmse")), _fmt(r.get("gamma_mse"), "{:+.3f}"),
+            r["model"], r["kind"], str(r["n_train"]), _fmt(r.get("gamma_rmse")), _fmt(r.get("gamma_mean_signed_error"), "{:+.3f}"),
             _fmt(r.get("slab_rmse"), "{:.4f}"), _fmt(r.get("energy_rmse_ev_per_atom"), "{:.4f}"),
             _fmt(r.get("force_rmse_ev_per_a")), wall_txt, _fmt(r.get("peak_rss_mb"), "{:.0f}"),
             _fmt(r.get("n_parameters"), "{:,}"),

@@ -104,7 +104,7 @@ res.facet_ordering()
 res_asap = surfbench.evaluate(
     EMT(asap_cutoff=True), name="emt-asap-cutoff", elements=["Cu", "Ni"], workdir=workdir, progress=False)
 table = res.compare(res_asap)
-table[["model", "gamma_n_ok", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi", "gamma_mse", "gamma_rank", "gamma_p_best"]]
+table[["model", "gamma_n_ok", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi", "gamma_mean_signed_error", "gamma_rank", "gamma_p_best"]]
 
 # %% [markdown]
 # ## Cached results

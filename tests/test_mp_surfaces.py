@@ -17,7 +17,6 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer  # noqa: E402
 
 from surfbench.data import mp_surfaces  # noqa: E402
 from surfbench.data.errors import DataError  # noqa: E402
-from surfbench.units import EV_PER_A2_IN_J_PER_M2  # noqa: E402
 from tests.conftest import needs_data  # noqa: E402
 
 pytestmark = needs_data

@@ -203,7 +203,7 @@ def test_reference_metrics_by_hand():
     m = reference_metrics(preds, n_boot=200).set_index(["crystal", "reference"])
     pbe_err = np.array([1.0 - 1.3, 0.6 - 0.7, 3.0 - 3.3])
     assert m.loc[("all", "PBE"), "rmse"] == pytest.approx(math.sqrt(np.mean(pbe_err**2)), rel=1e-12)
-    assert m.loc[("all", "PBE"), "mse"] == pytest.approx(pbe_err.mean(), rel=1e-12)
+    assert m.loc[("all", "PBE"), "mean_signed_error"] == pytest.approx(pbe_err.mean(), rel=1e-12)
     assert m.loc[("all", "experiment"), "mae"] == pytest.approx(np.mean([0.8, 0.6, 0.5]), rel=1e-12)
     assert (m.loc[("all", "PBE"), "n_ok"], m.loc[("all", "PBE"), "failed"]) == (3, 1)
     assert (m.loc[("bcc", "PBE"), "n_ok"], m.loc[("bcc", "PBE"), "rmse"]) == (1, pytest.approx(0.3))
@@ -211,7 +211,7 @@ def test_reference_metrics_by_hand():
     # floor on the same (ok) facets: PBE - exp = -0.5, -0.5, -0.2
     assert m.loc[("all", "experiment"), "floor_rmse"] == pytest.approx(math.sqrt((0.25 + 0.25 + 0.04) / 3))
     gap = pbe_experiment_gap(preds, n_boot=200).set_index("crystal")
-    assert gap.loc["all", "n"] == 4 and gap.loc["bcc", "mse"] == pytest.approx((-0.2 - 0.3) / 2)
+    assert gap.loc["all", "n"] == 4 and gap.loc["bcc", "mean_signed_error"] == pytest.approx((-0.2 - 0.3) / 2)
 
 
 def _tiny_dft() -> Dataset:

@@ -204,6 +204,18 @@ def _option_cases(w: Path, filled: Path, data: Path, out: Path) -> dict[str, tup
                                                 "no stored result matches elements Ni: nothing written"),
         "map --elements ''": (["map", "-w", fw, "-d", d, "--elements", "", "-o", str(out / "e-map.html"), "--no-png"],
                               "--elements '' names no element"),
+        # issue 27: names a user types, with did-you-mean suggestions, before anything is loaded
+        "run -m chgnet (no such model)": (["run", "-m", "chgnet", "-d", d, "-w", str(w)],
+                                          "unknown model 'chgnet' (did you mean 'chgnet-0.3.0' or 'chgnet-0.2.0'?)"),
+        "run --elements cu": (["run", "-m", "emt", "-d", d, "-w", str(w), "--elements", "cu"],
+                              "'cu' is not a chemical symbol (did you mean 'Cu'?)"),
+        "run -d mlearn (no such data set)": (["run", "-m", "emt", "-d", "mlearn", "-w", str(w)],
+                                             "unknown data set 'mlearn' (did you mean 'mlearn-surfaces'?)"),
+        "table -m EMT (not stored)": (["table", "-w", fw, "-m", "EMT"], "no stored run of 'EMT' (did you mean 'emt'?)"),
+        "table --models a,b with one not stored": (["table", "-w", fw, "--models", "emt,lj"],
+                                                   "no stored run of 'lj'"),
+        "report -m Emt (not stored)": (["report", "-w", fw, "-m", "Emt", "-o", str(out / "emt.html")],
+                                       "no stored run of 'Emt' (did you mean 'emt'?) on 'cu-toy' (static); stored: emt"),
     }
 
 

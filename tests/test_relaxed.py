@@ -103,7 +103,7 @@ def test_split_adds_up_and_gamma_relaxed_by_hand(tmp_path):
     assert row["error_relaxation_j_per_m2"] != pytest.approx(0.0, abs=1e-3)  # relaxing changed gamma
     summary = split_summary(split).iloc[0]
     assert summary["n"] == 1 and summary["relaxed_failures"] == "none"
-    assert summary["total_mse"] == pytest.approx(summary["static_mse"] + summary["relaxation_mse"], abs=1e-12)
+    assert summary["total_mean_signed_error"] == pytest.approx(summary["static_mean_signed_error"] + summary["relaxation_mean_signed_error"], abs=1e-12)
 
 
 class NaNForces(Calculator):

@@ -142,7 +142,7 @@ def test_json_numbers_equal_analysis_metrics(store_dir, report, payload):
             g = got[_key(row, keys)]
             for col in ("n_ok", "n_failed", "n_total"):
                 assert g[col] == row[col]
-            for col in ("mae", "rmse", "mse", "max_abs"):
+            for col in ("mae", "rmse", "mean_signed_error", "max_abs"):
                 if math.isnan(row[col]):
                     assert g[col] is None
                 else:
@@ -167,7 +167,7 @@ def test_comparison_confidence_intervals_and_coverage(store_dir, report, payload
     ref = bootstrap_stats(emt, n_boot=500, seed=0, ci=0.95)
     row = comp["emt"]
     assert row["gamma_n_ok"] == ref["n"] == 9  # Mo fails under EMT
-    for k in ("rmse", "rmse_lo", "rmse_hi", "mae", "mse_lo"):
+    for k in ("rmse", "rmse_lo", "rmse_hi", "mae", "mean_signed_error_lo"):
         assert row[f"gamma_{k}"] == pytest.approx(ref[k], rel=1e-12)
     assert row["gamma_rmse_lo"] <= row["gamma_rmse"] <= row["gamma_rmse_hi"]
     # paired comparison on the common slabs: emt and LJ only (the raising model has no gamma)
@@ -199,7 +199,7 @@ def test_selection_and_cli_errors(store_dir, tmp_path):
     from surfbench.cli import app
 
     with ResultStore(store_dir) as store:
-        with pytest.raises(ReportError, match="no stored run of nope"):
+        with pytest.raises(ReportError, match="no stored run of 'nope'"):
             build_report(store, "toy-surfaces", ["nope"], "static", tmp_path / "r.html", png=False)
         with pytest.raises(ReportError, match="protocol 'relax'"):
             build_report(store, "toy-surfaces", None, "relax", tmp_path / "r.html", png=False)

@@ -109,7 +109,7 @@ def test_study_recovers_the_softening_and_the_correction_undoes_it(tmp_path):
     assert stored["correction"]["scale"]["*"] == pytest.approx(1 / K, rel=1e-6)
     assert stored["effect"][0]["rmse_after_j_per_m2"] == pytest.approx(0.0, abs=1e-6)
     relaxed = meta["relaxation"]["summary"][0]
-    assert relaxed["n"] == 1 and relaxed["total_mse"] == pytest.approx(relaxed["static_mse"] + relaxed["relaxation_mse"])
+    assert relaxed["n"] == 1 and relaxed["total_mean_signed_error"] == pytest.approx(relaxed["static_mean_signed_error"] + relaxed["relaxation_mean_signed_error"])
 
 
 def test_scaled_calculator_is_conservative_and_scales_gamma(tmp_path):

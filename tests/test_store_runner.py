@@ -201,7 +201,7 @@ def test_error_stats_by_hand():
     assert (s["n_ok"], s["n_failed"], s["n_total"]) == (3, 1, 4)
     assert s["mae"] == pytest.approx(0.2)
     assert s["rmse"] == pytest.approx(np.sqrt((0.01 + 0.09 + 0.04) / 3))
-    assert s["mse"] == pytest.approx(0.0)
+    assert s["mean_signed_error"] == pytest.approx(0.0)
     assert s["max_abs"] == pytest.approx(0.3)
     empty = error_stats(np.array([np.nan]))
     assert empty["n_ok"] == 0 and math.isnan(empty["rmse"])

@@ -35,7 +35,7 @@ def _reference_bootstrap(errors, n_boot, seed, ci, chunk=None):
         done += m
     q = [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]
     out = {"n": n}
-    for name, reps in (("mae", maes), ("rmse", rmses), ("mse", mses)):
+    for name, reps in (("mae", maes), ("rmse", rmses), ("mean_signed_error", mses)):
         out[f"{name}_lo"], out[f"{name}_hi"] = np.percentile(reps, q)
     return out
 
@@ -67,16 +67,16 @@ def test_point_estimates_are_plain_statistics_and_inside_interval():
     plain = error_stats(ERRORS)
     assert got["mae"] == plain["mae"]
     assert got["rmse"] == plain["rmse"]
-    assert got["mse"] == plain["mse"]
+    assert got["mean_signed_error"] == plain["mean_signed_error"]
     finite = ERRORS[np.isfinite(ERRORS)]
     assert got["rmse"] == pytest.approx(math.sqrt(sum(x * x for x in finite) / len(finite)), rel=1e-14)
-    for stat in ("mae", "rmse", "mse"):
+    for stat in ("mae", "rmse", "mean_signed_error"):
         assert got[f"{stat}_lo"] < got[stat] < got[f"{stat}_hi"], stat
 
 
 def test_constant_errors_give_zero_width():
     got = bootstrap_stats(np.full(25, 0.3), n_boot=300, seed=0)
-    for stat in ("mae", "rmse", "mse"):
+    for stat in ("mae", "rmse", "mean_signed_error"):
         assert got[stat] == pytest.approx(0.3, abs=1e-15)
         assert got[f"{stat}_lo"] == pytest.approx(0.3, abs=1e-12)
         assert got[f"{stat}_hi"] - got[f"{stat}_lo"] == pytest.approx(0.0, abs=1e-12)
@@ -89,7 +89,7 @@ def test_width_shrinks_as_inverse_sqrt_n(seed):
     large = rng.normal(0.1, 0.3, 800)
     a = bootstrap_stats(small, n_boot=2000, seed=seed)
     b = bootstrap_stats(large, n_boot=2000, seed=seed)
-    for stat in ("mae", "rmse", "mse"):
+    for stat in ("mae", "rmse", "mean_signed_error"):
         ratio = (a[f"{stat}_hi"] - a[f"{stat}_lo"]) / (b[f"{stat}_hi"] - b[f"{stat}_lo"])
         assert 3.0 < ratio < 5.5, (stat, ratio)
 
@@ -103,8 +103,8 @@ def test_nan_handling():
     finite = ERRORS[np.isfinite(ERRORS)]
     assert bootstrap_stats(ERRORS, seed=2) == bootstrap_stats(finite, seed=2)  # NaN left out
     one = bootstrap_stats([np.nan, 0.4, np.nan])
-    assert one["n"] == 1 and one["mae"] == 0.4 and one["mse"] == 0.4 and one["rmse"] == pytest.approx(0.4)
-    assert all(math.isnan(one[f"{s}_{b}"]) for s in ("mae", "rmse", "mse") for b in ("lo", "hi"))
+    assert one["n"] == 1 and one["mae"] == 0.4 and one["mean_signed_error"] == 0.4 and one["rmse"] == pytest.approx(0.4)
+    assert all(math.isnan(one[f"{s}_{b}"]) for s in ("mae", "rmse", "mean_signed_error") for b in ("lo", "hi"))
     none = bootstrap_stats([np.nan, np.nan])
     assert none["n"] == 0
     assert all(math.isnan(v) for k, v in none.items() if k != "n")

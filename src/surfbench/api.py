@@ -1,17 +1,20 @@
-"""The Python API: evaluate a model (a registry name, ``module:factory`` or an ASE calculator
+"""The Python API: evaluate a model (a registry name, `module:factory` or an ASE calculator
 object in memory) on a data set and get its surface-energy results as DataFrames and plotly
-figures::
+figures:
 
-    import surfbench
-    res = surfbench.evaluate(calc, "mlearn-surfaces", name="my-mace", workdir="bench")
-    res.metrics(); res.parity()
+```python
+import surfbench
+res = surfbench.evaluate(calc, "mlearn-surfaces", name="my-mace", workdir="bench")
+res.metrics(); res.parity()
+```
 
-The results go to the same result store as ``surfbench run`` (``<workdir>/surfbench.sqlite``),
+The results go to the same result store as `surfbench run` (`<workdir>/surfbench.sqlite`),
 through the same code: a record already evaluated by the same model (same fingerprint) and
-protocol, by the command line or by this API, is reused, not computed again; ``surfbench table``
-and ``surfbench report`` show what :func:`evaluate` stored, and :func:`load_results` reads what
-the command line stored. Surface energies: gamma = (E_slab - n e_bulk) / (2 A), in J/m^2,
-each of DFT and the model with its own bulk energy per atom.
+protocol, by the command line or by this API, is reused, not computed again; `surfbench table`
+and `surfbench report` show what [`evaluate`][surfbench.api.evaluate] stored, and
+[`load_results`][surfbench.api.load_results] reads what the command line stored. Surface
+energies: gamma = (E_slab - n e_bulk) / (2 A), in J/m^2, each of DFT and the model with its own
+bulk energy per atom.
 """
 
 from __future__ import annotations
@@ -37,34 +40,50 @@ if TYPE_CHECKING:
 
 __all__ = ["Results", "evaluate", "load_results", "trained_models"]
 
-#: the groupings of :meth:`Results.metrics`
 METRIC_GROUPS = (None, "element", "miller")
-#: the columns of :meth:`Results.predictions`, in order
+"""The groupings of [`Results.metrics`][surfbench.api.Results.metrics]."""
 PREDICTION_COLUMNS = [
     "record_id", "kind", "element", "miller", "split", "bulk_id", "n_atoms", "area_a2",
     "dft_energy_ev", "model_energy_ev", "dft_e_per_atom_ev", "model_e_per_atom_ev", "error_e_per_atom_ev",
     "dft_gamma_j_per_m2", "model_gamma_j_per_m2", "error_gamma_j_per_m2",
     "status", "failure_kind", "message", "in_training",
 ]
+"""The columns of [`Results.predictions`][surfbench.api.Results.predictions], in order."""
 
 
 @dataclass(frozen=True)
 class Results:
     """One run in a result store: a data set, a model fingerprint and a protocol.
 
-    Every method reads the store again (opened read-only), so a :class:`Results` is small and
-    sees results added since. Errors are model - DFT throughout; a failed structure is never an
+    Every method reads the store again (opened read-only), so a `Results` is small and sees
+    results added since. Errors are model - DFT throughout; a failed structure is never an
     error of 0: it has no number and counts as failed.
+
+    Attributes
+    ----------
+    dataset : str
+        The store's name of the data set (a user's data file: its resolved path).
+    model : str
+        The model's name.
+    fingerprint : str
+        The model fingerprint's id in the store, `name@digest`.
+    protocol : str
+        The protocol's name in the store, e.g. `static` or `relaxed`.
+    workdir : Path
+        The project folder holding the store.
+    record_ids : frozenset of str or None
+        The records this result covers (None: every record of the run in the store).
+    summary : RunSummary or None
+        What [`evaluate`][surfbench.api.evaluate] computed and reused (None for
+        [`load_results`][surfbench.api.load_results]).
     """
 
-    dataset: str  #: the store's name of the data set (a user's file: its resolved path)
-    model: str  #: the model's name
-    fingerprint: str  #: the model fingerprint's id in the store, ``name@digest``
-    protocol: str  #: the protocol's name in the store, e.g. ``static`` or ``relaxed``
-    workdir: Path  #: the project folder holding the store
-    #: the records this result covers (None: every record of the run in the store)
+    dataset: str
+    model: str
+    fingerprint: str
+    protocol: str
+    workdir: Path
     record_ids: frozenset[str] | None = field(default=None, repr=False)
-    #: what :func:`evaluate` computed and reused (None for :func:`load_results`)
     summary: RunSummary | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ reading the store
@@ -84,7 +103,7 @@ class Results:
             return self.dataset in store.reference_datasets()
 
     def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(bulks, slabs) of :mod:`surfbench.analysis.predictions`, with the model's name."""
+        """(bulks, slabs) of `surfbench.analysis.predictions`, with the model's name."""
         from surfbench.analysis.predictions import bulk_predictions, slab_predictions
 
         if self._is_reference():
@@ -103,19 +122,25 @@ class Results:
 
     # ------------------------------------------------------------------ tables
     def predictions(self) -> pd.DataFrame:
-        """One row per record (bulks, then slabs), with the columns :data:`PREDICTION_COLUMNS`:
-        the record (``kind`` bulk/slab, ``element``, ``miller`` as text such as ``"1 1 0"``,
-        ``split``, ``bulk_id``, ``n_atoms``, ``area_a2`` in Angstrom^2), total and per-atom
-        energies of DFT and the model (``*_energy_ev`` in eV, ``*_e_per_atom_ev`` in eV/atom,
-        the error model - DFT), the surface energies (``dft_gamma_j_per_m2``,
-        ``model_gamma_j_per_m2``, ``error_gamma_j_per_m2`` in J/m^2; slabs only), ``status``
-        of the structure's evaluation (ok/failed), ``failure_kind`` (a bulk: why it failed; a
-        slab: why it has no model gamma, its own failure or its bulk's, e.g.
-        ``bulk_failed:unsupported_element``), the model's ``message`` and ``in_training``
-        (seen/unseen: whether the model was trained on the record).
+        """Every record's DFT and model numbers.
 
-        For a reference-value data set (mse21): one row per facet with the model's own gamma
-        beside the reference ones (:func:`surfbench.analysis.reference_gamma.reference_predictions`)."""
+        Returns
+        -------
+        pandas.DataFrame
+            One row per record (bulks, then slabs), with the columns
+            [`PREDICTION_COLUMNS`][surfbench.api.PREDICTION_COLUMNS]: the record (`kind`
+            bulk/slab, `element`, `miller` as text such as `"1 1 0"`, `split`, `bulk_id`,
+            `n_atoms`, `area_a2` in Angstrom^2), total and per-atom energies of DFT and the
+            model (`*_energy_ev` in eV, `*_e_per_atom_ev` in eV/atom, the error model - DFT),
+            the surface energies (`dft_gamma_j_per_m2`, `model_gamma_j_per_m2`,
+            `error_gamma_j_per_m2` in J/m^2; slabs only), `status` of the structure's
+            evaluation (ok/failed), `failure_kind` (a bulk: why it failed; a slab: why it has
+            no model gamma, its own failure or its bulk's, e.g.
+            `bulk_failed:unsupported_element`), the model's `message` and `in_training`
+            (seen/unseen: whether the model was trained on the record). For a reference-value
+            data set (mse21): one row per facet with the model's own gamma beside the
+            reference ones (`surfbench.analysis.reference_gamma.reference_predictions`).
+        """
         from surfbench.analysis.predictions import miller_text
         from surfbench.analysis.seen import COLUMN
 
@@ -146,10 +171,27 @@ class Results:
         return pd.concat(out, ignore_index=True)[PREDICTION_COLUMNS]
 
     def metrics(self, by: str | None = None) -> pd.DataFrame:
-        """MAE, RMSE, mean signed error (``mse``) and max |error| with counts (``n_ok``,
-        ``n_failed``, ``n_total``) of the bulk and slab energies per atom (eV/atom) and of gamma
-        (J/m^2): one row per quantity, overall (``by=None``) or per ``"element"`` or
-        ``"miller"`` (:func:`surfbench.analysis.metrics.metrics`)."""
+        """Error metrics of the bulk and slab energies per atom (eV/atom) and of gamma (J/m^2).
+
+        Parameters
+        ----------
+        by : {None, "element", "miller"}
+            Overall (None), per element or per Miller index (bulk quantities have no Miller
+            index and are left out then).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per quantity (and group): `mae`, `rmse`, `mean_signed_error` (model - DFT
+            on average, negative when the model is too low; not a squared error) and
+            `max_abs`, with the counts `n_ok`, `n_failed`, `n_total`
+            (`surfbench.analysis.metrics.metrics`).
+
+        Raises
+        ------
+        ValueError
+            For another `by`.
+        """
         from surfbench.analysis.metrics import metrics
 
         if by not in METRIC_GROUPS:
@@ -157,18 +199,41 @@ class Results:
         return metrics(*self._tables(), by=by)
 
     def compare(self, *others: Results, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-        """Table I of Focassio et al. for this run and ``others`` (same data set and protocol,
-        possibly from other stores): per model the RMSE of bulk energy, slab energy (eV/atom)
-        and gamma (J/m^2) with percentile-bootstrap intervals (``n_boot`` resamples, ``seed``),
-        MAE and mean signed error of gamma, coverage, and the paired ranking of the comparable
-        models (``comparable``: those that evaluated every slab any of them evaluated) on the
-        slabs they all have a gamma for (``gamma_common_n_common`` of them; their RMSE there,
-        ``gamma_common_rmse``, rank, P(best)) with the models each cannot be told apart from
-        (:func:`surfbench.report.run_figures.comparison_table`, rule in
-        :mod:`surfbench.analysis.comparable`). A run that covers other slabs (``evaluate(...,
-        elements=["Cu"])`` beside a full run) is not comparable: its row has its own metrics and
-        no rank; compare such runs on what they share (restrict the others with ``elements`` or
-        ``miller`` too). Models are named by name, or by fingerprint where one name has several."""
+        """Table I of Focassio et al. for this run and others on the same data set.
+
+        A run that covers other slabs (`evaluate(..., elements=["Cu"])` beside a full run) is
+        not comparable: its row has its own metrics and no rank; compare such runs on what they
+        share (restrict the others with `elements` or `miller` too). Models are named by name,
+        or by fingerprint where one name has several.
+
+        Parameters
+        ----------
+        *others : Results
+            Runs on the same data set with the same protocol, possibly from other stores.
+        n_boot : int
+            Bootstrap resamples of the slabs (bulks) for the intervals.
+        seed : int
+            Seed of the bootstrap.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Per model the RMSE of bulk energy, slab energy (eV/atom) and gamma (J/m^2) with
+            percentile-bootstrap intervals, MAE and mean signed error of gamma
+            (`gamma_mean_signed_error`, `_lo`, `_hi`), coverage, and the paired ranking of
+            the comparable models (`comparable`: those that evaluated every slab any of them
+            evaluated) on the slabs they all have a gamma for (`gamma_common_n_common` of
+            them; their RMSE there, `gamma_common_rmse`, rank, P(best)) with the models each
+            cannot be told apart from (`surfbench.report.run_figures.comparison_table`; the
+            rule is in `surfbench.analysis.comparable`).
+
+        Raises
+        ------
+        TypeError
+            For an `others` item that is not a `Results`.
+        ValueError
+            For runs on another data set or with another protocol.
+        """
         from surfbench.report.run_figures import comparison_table
 
         for other in others:
@@ -258,10 +323,27 @@ class Results:
 
     # ------------------------------------------------------------------ report
     def report(self, path: str | os.PathLike, *, png: bool = False, n_boot: int = 2000, seed: int = 0) -> Path:
-        """Write the HTML report of this run (every record of the run in the store), as
-        ``surfbench report --models <fingerprint>`` does, with its JSON, CSV and figure files
-        beside it (:func:`surfbench.report.html.build_report`); ``png``: the figures as PNG too
-        (needs Chrome/Chromium). Returns the HTML path."""
+        """Write the HTML report of this run, as `surfbench report --models <fingerprint>` does.
+
+        It covers every record of the run in the store, with its JSON, CSV and figure files
+        beside it (`surfbench.report.html.build_report`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The HTML file to write.
+        png : bool
+            Write the figures as PNG too (needs Chrome/Chromium).
+        n_boot : int
+            Bootstrap resamples for the confidence intervals.
+        seed : int
+            Seed of the bootstrap.
+
+        Returns
+        -------
+        Path
+            The HTML file written.
+        """
         from surfbench.report.html import build_report
 
         with self._store() as store:
@@ -350,7 +432,11 @@ def _progress(label: str, shown: bool) -> Iterator[dict[str, Any]]:
         task = bar.add_task(label, total=None)
 
         def on_start(total: int, todo: int) -> None:
-            bar.update(task, total=todo, completed=0)
+            if not todo:  # a sentence, not an empty 0/0 bar
+                bar.update(task, visible=False)
+                bar.console.print(f"{label}: all {total} results reused from the store")
+                return
+            bar.update(task, total=todo, completed=0, visible=True)
             if todo < total:
                 bar.console.print(f"reusing {total - todo} of {total} stored results")
 
@@ -378,30 +464,70 @@ def evaluate(
 ) -> Results:
     """Evaluate a model on a data set's bulks and slabs (what the store lacks) and return the run.
 
-    ``model``: a registry name (``surfbench models``), ``"package.module:factory"``, or an ASE
-    calculator object, which then needs ``name`` and is fingerprinted as described in
-    :mod:`surfbench.models.instance` (what is and is not detected as "the same model").
-    ``dataset``: a data set name (``surfbench datasets``), the path of a data file (extxyz or
-    ASE database, :mod:`surfbench.data.userdata`) or a :class:`~surfbench.records.Dataset`, which
-    is checked as a data file is (:mod:`surfbench.data.checks`: each structure of its record's
-    element, slabs' vacuum along their ``vacuum_axis``, bulk energies as in the bulk records,
-    finite energies, no negative DFT surface energy, no overlapping atoms) and refused with a
-    :class:`~surfbench.data.errors.DataError` naming the records at fault; a DFT surface energy
-    outside 0.05-6 J/m^2 gives a :class:`~surfbench.data.errors.DataWarning`.
-    ``protocol``: ``static`` (DFT geometries), ``relaxed`` (the model's own minimum; the static
-    run is done too) or ``model-built``, or a protocol object with other settings.
-    ``workdir``: the project folder of the result store, shared with the command line.
-    ``data_dir``: a folder of local data files; ``device``: cpu, cuda, cuda:N or mps (a
-    calculator object runs where it is and ``device`` is only recorded); ``dtype``: float32 or
-    float64 where a registry model supports both; ``threads``: torch CPU threads;
-    ``elements``/``split``/``miller``: only the slabs of these elements / of the ``train`` or
-    ``test`` split / of these Miller indices (``"110"``, ``"1 1 0"`` or ``(1, 1, 0)``), with
-    their bulks (the :class:`Results` then cover only those records); ``progress``: draw a progress bar; ``retry_failed``: compute
-    stored failures again; ``keep_both_fingerprints``: store results although the name is
-    stored with another fingerprint (otherwise refused, :class:`FingerprintChanged`).
+    Parameters
+    ----------
+    model : str or ase.calculators.calculator.BaseCalculator
+        A registry name (`surfbench models`), `"package.module:factory"`, or an ASE calculator
+        object, which then needs `name` and is fingerprinted as described under
+        [Calculator objects and their fingerprint](#calculator-objects-and-their-fingerprint)
+        (what is and is not detected as "the same model").
+    dataset : str, os.PathLike or Dataset
+        A data set name (`surfbench datasets`), the path of a data file (extxyz or ASE
+        database, `surfbench.data.userdata`) or a [`Dataset`][surfbench.records.Dataset],
+        which is checked as a data file is (`surfbench.data.checks`: each structure of its
+        record's element, slabs' vacuum along their `vacuum_axis`, bulk energies as in the
+        bulk records, finite energies, no negative DFT surface energy, no overlapping atoms).
+    protocol : str or Protocol
+        `static` (DFT geometries), `relaxed` (the model's own minimum; the static run is done
+        too) or `model-built`, or a protocol object with other settings.
+    workdir : str or os.PathLike
+        The project folder of the result store, shared with the command line.
+    name : str or None
+        The name to store a calculator object under (required for one, refused otherwise).
+    data_dir : str, os.PathLike or None
+        A folder of local data files.
+    device : str
+        cpu, cuda, cuda:N or mps (a calculator object runs where it is and `device` is only
+        recorded).
+    dtype : str or None
+        float32 or float64 where a registry model supports both.
+    threads : int or None
+        Threads of the CPU computation: torch's, and every BLAS and OpenMP pool of the process
+        (threadpoolctl); None leaves the packages' defaults.
+    elements : sequence of str or None
+        Only the slabs of these elements, with their bulks.
+    split : {"all", "train", "test"}
+        Only the slabs of this split, with their bulks.
+    progress : bool
+        Draw a progress bar.
+    miller : sequence or None
+        Only the slabs of these Miller indices (`"110"`, `"1 1 0"` or `(1, 1, 0)`), with their
+        bulks.
+    retry_failed : bool
+        Compute stored failures again.
+    keep_both_fingerprints : bool
+        Store the results although the name is stored with another fingerprint (otherwise
+        refused, `FingerprintChanged`).
 
-    Bad input raises an error naming it: ``ValueError``/``TypeError``,
-    :class:`~surfbench.models.base.ModelLoadError`, :class:`~surfbench.data.errors.DataError`.
+    Returns
+    -------
+    Results
+        The run; with `elements`, `split` or `miller` it covers only those records.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad argument, named in the message.
+    ModelLoadError
+        For a model that cannot be loaded (`surfbench.models.base.ModelLoadError`).
+    DataError
+        For a data set that fails its checks, naming the records at fault
+        (`surfbench.data.errors.DataError`).
+
+    Warns
+    -----
+    DataWarning
+        For a DFT surface energy outside 0.05-6 J/m^2 (`surfbench.data.errors.DataWarning`).
     """
     from surfbench.evaluation.protocols import get_protocol
     from surfbench.evaluation.store import ResultStore
@@ -410,8 +536,10 @@ def evaluate(
     from surfbench.models.registry import use_project
 
     check_device(device)
+    from surfbench.execution.model_info import passive_openmp
     from surfbench.execution.run_command import threads_problem
 
+    passive_openmp()  # as the CLI: waiting OpenMP threads sleep (no effect once torch is loaded)
     problem = threads_problem(threads, "threads")
     if problem:
         raise ValueError(problem)
@@ -438,10 +566,31 @@ def evaluate(
 
 def load_results(workdir: str | os.PathLike = ".", model: str | None = None, dataset: str | os.PathLike | None = None,
                  protocol: str | None = "static") -> list[Results]:
-    """The runs stored in ``workdir`` (by :func:`evaluate` or ``surfbench run``) of ``model``
-    (a name or fingerprint), ``dataset`` (a name or a data file's path) and ``protocol``;
-    None: any. Raises :class:`~surfbench.evaluation.store_file.StoreError` when there is no
-    store, ``ValueError`` when no run matches."""
+    """The runs stored in a project folder, by [`evaluate`][surfbench.api.evaluate] or `surfbench run`.
+
+    Parameters
+    ----------
+    workdir : str or os.PathLike
+        The project folder holding the result store.
+    model : str or None
+        A model name or fingerprint (None: any).
+    dataset : str, os.PathLike or None
+        A data set name or a data file's path (None: any).
+    protocol : str or None
+        A protocol (None: any).
+
+    Returns
+    -------
+    list of Results
+        One per stored run that matches.
+
+    Raises
+    ------
+    StoreError
+        When there is no store (`surfbench.evaluation.store_file.StoreError`).
+    ValueError
+        When no run matches; the message lists the stored runs.
+    """
     from surfbench.analysis.stored import stored_runs
     from surfbench.data.registry import stored_name
     from surfbench.evaluation.store import ResultStore
@@ -460,14 +609,37 @@ def load_results(workdir: str | os.PathLike = ".", model: str | None = None, dat
 
 def trained_models(workdir: str | os.PathLike = ".", dataset: str | os.PathLike | None = None, *, n_boot: int = 2000,
                    seed: int = 0) -> pd.DataFrame:
-    """The models trained by ``surfbench train`` in ``workdir``, per evaluation protocol
-    (no-surfaces, mlearn-split, facet-cv), beside the zero-shot models on the same judged slabs:
-    :func:`surfbench.training.curves.protocol_table` (one row per model and element or
-    ``"all"``: gamma RMSE and mean signed error in J/m^2 with 95 % bootstrap intervals, the
-    RMSE on the slabs every row has a gamma for (``n_common``; the only ranking), the lowest
-    facet right, fit costs). ``dataset``: the store's name or a data file (None: every data set
-    trained on). Raises :class:`~surfbench.evaluation.store_file.StoreError` when there is no
-    store, ``ValueError`` when it records no training."""
+    """The models trained by `surfbench train`, per evaluation protocol, beside the zero-shot models.
+
+    What `surfbench table --trained` prints: per evaluation protocol (no-surfaces,
+    mlearn-split, facet-cv), the trained models beside the zero-shot models on the same judged
+    slabs (`surfbench.training.curves.protocol_table`).
+
+    Parameters
+    ----------
+    workdir : str or os.PathLike
+        The project folder holding the result store.
+    dataset : str, os.PathLike or None
+        The store's name of a data set or a data file (None: every data set trained on).
+    n_boot : int
+        Bootstrap resamples for the intervals.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model and element (or `"all"`): gamma RMSE and mean signed error in
+        J/m^2 with 95 % bootstrap intervals, the RMSE on the slabs every row has a gamma for
+        (`n_common`; the only ranking), whether the lowest facet is right, fit costs.
+
+    Raises
+    ------
+    StoreError
+        When there is no store (`surfbench.evaluation.store_file.StoreError`).
+    ValueError
+        When the store records no training.
+    """
     from surfbench.data.registry import stored_name
     from surfbench.evaluation.store import ResultStore
     from surfbench.training.curves import protocol_table

@@ -1,8 +1,10 @@
 """Typed records of a surface data set: bulk references and slabs.
 
-The surface energy of an elemental slab with two equivalent faces is::
+The surface energy of an elemental slab with two equivalent faces is
 
-    gamma = (E_slab - n_slab * e_bulk) / (2 A)
+```text
+gamma = (E_slab - n_slab * e_bulk) / (2 A)
+```
 
 with E_slab the slab's total energy (eV), n_slab its number of atoms, e_bulk the bulk
 energy per atom (eV/atom) and A the area of one face (Angstrom^2), the norm of the cross
@@ -27,23 +29,69 @@ Miller = tuple[int, int, int]
 def surface_energy_ev_per_a2(
     slab_energy_ev: float, n_slab: int, bulk_energy_per_atom_ev: float, area_a2: float
 ) -> float:
-    """gamma = (E_slab - n_slab * e_bulk) / (2 A), in eV/Angstrom^2."""
+    """Surface energy gamma = (E_slab - n_slab * e_bulk) / (2 A) of a slab with two equivalent faces.
+
+    Parameters
+    ----------
+    slab_energy_ev : float
+        The slab's total energy E_slab (eV).
+    n_slab : int
+        Its number of atoms.
+    bulk_energy_per_atom_ev : float
+        The bulk energy per atom e_bulk (eV/atom).
+    area_a2 : float
+        The area A of one face (Angstrom^2).
+
+    Returns
+    -------
+    float
+        gamma in eV/Angstrom^2 (`surfbench.units.ev_per_a2_to_j_per_m2` gives J/m^2).
+
+    Raises
+    ------
+    ValueError
+        For an area that is not positive.
+    """
     if not area_a2 > 0:
         raise ValueError(f"surface area must be positive, got {area_a2!r} Angstrom^2")
     return (slab_energy_ev - n_slab * bulk_energy_per_atom_ev) / (2.0 * area_a2)
 
 
 def in_plane_area_a2(atoms: Atoms, vacuum_axis: int = 2) -> float:
-    """Area (Angstrom^2) of the cell face spanned by the two lattice vectors other than
-    ``vacuum_axis``."""
+    """Area of the cell face spanned by the two lattice vectors other than `vacuum_axis`.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The slab.
+    vacuum_axis : int
+        The cell vector (0, 1 or 2) along the slab's normal, across the vacuum.
+
+    Returns
+    -------
+    float
+        The area in Angstrom^2.
+    """
     j, k = (i for i in range(3) if i != vacuum_axis)
     cell = np.asarray(atoms.cell)
     return float(np.linalg.norm(np.cross(cell[j], cell[k])))
 
 
 def structure_hash(atoms: Atoms) -> str:
-    """A sha256 of species, positions, cell and pbc (rounded to 1e-6 Angstrom), used to
-    notice when a record under an old id changed."""
+    """A sha256 of species, positions, cell and pbc (rounded to 1e-6 Angstrom).
+
+    Used to notice when a record under an old id changed.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     h = hashlib.sha256()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
     h.update(np.round(np.asarray(atoms.positions, dtype=float), 6).tobytes())
@@ -69,7 +117,7 @@ class _StructureRecord:
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the structure (see :func:`structure_hash`)."""
+        """sha256 of the structure (see [`structure_hash`][surfbench.records.structure_hash])."""
         return structure_hash(self.atoms)
 
 
@@ -128,8 +176,18 @@ class SurfaceRecord(_StructureRecord):
         return sep.join(str(i) for i in self.miller)
 
     def gamma_ev_per_a2(self, bulk_energy_per_atom_ev: float) -> float:
-        """Surface energy (eV/Angstrom^2) of this slab's geometry for a given slab energy
-        already in the record and a bulk energy per atom (eV/atom)."""
+        """Surface energy of this slab (its DFT energy) against a given bulk energy per atom.
+
+        Parameters
+        ----------
+        bulk_energy_per_atom_ev : float
+            The bulk energy per atom (eV/atom).
+
+        Returns
+        -------
+        float
+            gamma in eV/Angstrom^2.
+        """
         return surface_energy_ev_per_a2(
             self.energy_ev, self.n_atoms, bulk_energy_per_atom_ev, self.area_a2
         )
@@ -151,9 +209,9 @@ class SurfaceRecord(_StructureRecord):
 class ReferenceSurfaceRecord:
     """A facet with reference surface energies (J/m^2) and no DFT energies or structures to
     evaluate: the model builds and relaxes its own bulk and slab
-    (:mod:`surfbench.evaluation.model_built`).
+    (`surfbench.evaluation.model_built`).
 
-    ``crystal`` is the bulk structure type as ASE's :func:`ase.build.bulk` names it
+    ``crystal`` is the bulk structure type as ASE's `ase.build.bulk` names it
     (``fcc``, ``bcc``, ...); ``miller`` refers to its conventional cubic cell. ``atoms`` is
     the data set's own slab when it ships one (kept for reference; the protocol does not read
     it). ``gamma_exp_j_per_m2`` is NaN where the data set has no experimental value.
@@ -196,7 +254,7 @@ class Dataset:
     as its loader found them; None where that is not known (a selection built by hand). A run
     on a data set whose members are known marks the stored records of that name that are no
     longer members as stale: kept in the store, left out of what is reported (see
-    :meth:`surfbench.evaluation.store.ResultStore.mark_members`)."""
+    `surfbench.evaluation.store.ResultStore.mark_members`)."""
 
     name: str
     bulks: dict[str, BulkRecord]
@@ -212,8 +270,21 @@ class Dataset:
             raise ValueError(f"data set {self.name!r}: duplicate record ids {dup[:5]}")
 
     def select(self, splits: set[str] | None = None, elements: set[str] | None = None) -> Dataset:
-        """The slabs of the given splits/elements with the bulks they reference (a bulk
-        reference is kept whatever its split)."""
+        """The slabs of the given splits and elements, with the bulks they reference.
+
+        Parameters
+        ----------
+        splits : set of str or None
+            Keep the slabs of these splits (`train`, `test`; None: every slab). A bulk
+            reference is kept whatever its split.
+        elements : set of str or None
+            Keep the slabs of these elements (None: every element).
+
+        Returns
+        -------
+        Dataset
+            A new data set with the same name, notes and members.
+        """
         surfaces = [
             s for s in self.surfaces
             if (splits is None or s.split in splits) and (elements is None or s.element in elements)

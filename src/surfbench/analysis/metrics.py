@@ -1,5 +1,9 @@
 """Error metrics (MAE, RMSE, mean signed error) with counts and coverage.
 
+The mean signed error (column ``mean_signed_error``; ``mse`` in earlier releases) is the
+mean of model - DFT: negative when the model is too low on average. It is not the mean squared
+error, which ML libraries call MSE.
+
 Quantities: bulk energy per atom (eV/atom), slab energy per atom (eV/atom), surface energy
 gamma (J/m^2). Errors are prediction - DFT; a failed structure is never an error of 0: it
 counts in ``n_failed`` and is left out of the statistics.
@@ -19,7 +23,8 @@ QUANTITIES = {
 
 
 def error_stats(errors: pd.Series | np.ndarray, n_total: int | None = None) -> dict[str, float | int]:
-    """MAE, RMSE, mean signed error (MSE) and max |error| of the finite errors, with counts."""
+    """MAE, RMSE, mean signed error (``mean_signed_error``: the bias, model - DFT on average;
+    not the mean squared error) and max |error| of the finite errors, with counts."""
     e = np.asarray(errors, dtype=float)
     finite = e[np.isfinite(e)]
     n = int(finite.size)
@@ -29,11 +34,11 @@ def error_stats(errors: pd.Series | np.ndarray, n_total: int | None = None) -> d
         out.update(
             mae=float(np.mean(np.abs(finite))),
             rmse=float(np.sqrt(np.mean(finite**2))),
-            mse=float(np.mean(finite)),
+            mean_signed_error=float(np.mean(finite)),
             max_abs=float(np.max(np.abs(finite))),
         )
     else:
-        out.update(mae=np.nan, rmse=np.nan, mse=np.nan, max_abs=np.nan)
+        out.update(mae=np.nan, rmse=np.nan, mean_signed_error=np.nan, max_abs=np.nan)
     return out
 
 
@@ -62,7 +67,7 @@ def metrics(
             rows.append(row)
     if not rows:  # no results: the columns all the same, so that tables print empty
         return pd.DataFrame(columns=[*run_keys, *([by] if by else []), "quantity", "unit", "n_ok", "n_failed",
-                                     "n_total", "mae", "rmse", "mse", "max_abs"])
+                                     "n_total", "mae", "rmse", "mean_signed_error", "max_abs"])
     return pd.DataFrame(rows)
 
 

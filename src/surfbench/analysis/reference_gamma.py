@@ -20,7 +20,8 @@ from surfbench.analysis.uncertainty import bootstrap_stats
 #: reference name -> column of the reference gamma (J/m^2)
 REFERENCES = {"PBE": "gamma_pbe_j_per_m2", "experiment": "gamma_exp_j_per_m2"}
 RUN_KEYS = ["dataset", "fingerprint", "model", "protocol"]
-STATS = ["mae", "mae_lo", "mae_hi", "rmse", "rmse_lo", "rmse_hi", "mse", "mse_lo", "mse_hi"]
+STATS = ["mae", "mae_lo", "mae_hi", "rmse", "rmse_lo", "rmse_hi", "mean_signed_error", "mean_signed_error_lo",
+         "mean_signed_error_hi"]
 
 
 def reference_predictions(results: pd.DataFrame) -> pd.DataFrame:

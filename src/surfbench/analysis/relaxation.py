@@ -51,7 +51,8 @@ def relaxation_split(static_results: pd.DataFrame, relaxed_results: pd.DataFrame
 
 
 def split_summary(split: pd.DataFrame) -> pd.DataFrame:
-    """Per model: RMSE / MAE / MSE (J/m^2) of the total, static and relaxation parts on the
+    """Per model: RMSE / MAE / mean signed error (J/m^2; ``{part}_rmse``, ``{part}_mae``,
+    ``{part}_mean_signed_error``) of the total, static and relaxation parts on the
     slabs with both gammas, and the coverage (slabs used / slabs seen, failures by kind)."""
     rows = []
     for (fp, model), g in split.groupby(["fingerprint", "model"], dropna=False):
@@ -59,7 +60,7 @@ def split_summary(split: pd.DataFrame) -> pd.DataFrame:
         row = {"model": model, "fingerprint": fp, "n": len(both), "n_slabs": len(g)}
         for part in ("total", "static", "relaxation"):
             st = error_stats(both[f"error_{part}_j_per_m2"])
-            row.update({f"{part}_{k}": st[k] for k in ("rmse", "mae", "mse")})
+            row.update({f"{part}_{k}": st[k] for k in ("rmse", "mae", "mean_signed_error")})
         fails = g["relaxed_failure"].dropna().value_counts().to_dict()
         row["relaxed_failures"] = ", ".join(f"{k}: {v}" for k, v in sorted(fails.items())) or "none"
         row["median_rmsd_a"] = float(np.nanmedian(both["rmsd_a"].astype(float))) if len(both) else np.nan

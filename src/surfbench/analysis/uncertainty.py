@@ -55,7 +55,7 @@ def bootstrap_stats(errors, n_boot: int = 2000, seed: int = 0, ci: float = 0.95)
 
     Only the finite errors are used (NaN = failure, left out). Returns a dict with keys
     ``n`` (finite errors used), ``mae``, ``mae_lo``, ``mae_hi``, ``rmse``, ``rmse_lo``,
-    ``rmse_hi``, ``mse``, ``mse_lo``, ``mse_hi``. The point estimates are the plain statistics
+    ``rmse_hi``, ``mean_signed_error``, ``mean_signed_error_lo``, ``mean_signed_error_hi``. The point estimates are the plain statistics
     of the finite errors; with 0 finite errors everything is NaN, with 1 the bounds are NaN.
     """
     _check_args(n_boot, ci)
@@ -64,13 +64,13 @@ def bootstrap_stats(errors, n_boot: int = 2000, seed: int = 0, ci: float = 0.95)
     n = int(e.size)
     out: dict = {"n": n}
     if n == 0:
-        for stat in ("mae", "rmse", "mse"):
+        for stat in ("mae", "rmse", "mean_signed_error"):
             out.update({stat: np.nan, f"{stat}_lo": np.nan, f"{stat}_hi": np.nan})
         return out
     point = {
         "mae": float(np.mean(np.abs(e))),
         "rmse": float(np.sqrt(np.mean(e**2))),
-        "mse": float(np.mean(e)),
+        "mean_signed_error": float(np.mean(e)),
     }
     if n == 1:
         for stat, value in point.items():
@@ -79,7 +79,7 @@ def bootstrap_stats(errors, n_boot: int = 2000, seed: int = 0, ci: float = 0.95)
     rng = np.random.default_rng(seed)
     values = np.column_stack([np.abs(e), e**2, e])  # (n, 3)
     reps = np.vstack([counts @ values for counts in _bootstrap_counts(rng, n, int(n_boot))]) / n
-    boot = {"mae": reps[:, 0], "rmse": np.sqrt(reps[:, 1]), "mse": reps[:, 2]}
+    boot = {"mae": reps[:, 0], "rmse": np.sqrt(reps[:, 1]), "mean_signed_error": reps[:, 2]}
     q_lo, q_hi = _percentiles(ci)
     for stat, value in point.items():
         lo, hi = np.percentile(boot[stat], [q_lo, q_hi])

@@ -64,8 +64,11 @@ def fit_to_terminal(c: Console) -> None:
 @app.callback()
 def _main() -> None:
     """surfbench: benchmark interatomic potentials on DFT surface energies."""
+    from surfbench.execution.model_info import passive_openmp
+
     fit_to_terminal(console)
     fit_to_terminal(err)
+    passive_openmp()  # before any model loads torch: OpenMP threads sleep rather than spin
 
 
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Project folder holding the result store (surfbench.sqlite).")]
@@ -139,13 +142,25 @@ def subset_option(elements: str | None, miller: str | None):
         fail(str(exc))
 
 
+def split_names(values: list[str] | str | None) -> list[str]:
+    """Model names as ``run`` and ``table`` take them, in either form: repeated options
+    (``-m a -m b``) or one comma-separated value (``--models a,b``), or both; each once, in the
+    order given."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return list(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+
+
 def model_names(models: list[str]) -> list[str]:
-    """The ``--model`` values with ``offline`` expanded to the registry models ready here (as
-    'surfbench models' shows them); the others are listed as skipped, with the reason."""
+    """The ``--model`` values (:func:`split_names`: repeated or comma-separated) with
+    ``offline`` expanded to the registry models ready here (as 'surfbench models' shows them);
+    the others are listed as skipped, with the reason."""
     from surfbench.models.readiness import offline_models
 
     names: list[str] = []
-    for m in models:
+    for m in split_names(models):
         if m != "offline":
             names.append(m)
             continue

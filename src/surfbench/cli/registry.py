@@ -33,6 +33,10 @@ def datasets(
                 console.print(f"  note: {note}")
 
 
+#: terminal width from which ``surfbench models`` shows every column of the registry
+FULL_TABLE_COLUMNS = 150
+
+
 @app.command()
 def models(
     details: Annotated[bool, typer.Option(help="Also print licence, citation and notes.")] = False,
@@ -45,19 +49,36 @@ def models(
     from surfbench.models.registry import use_project
 
     use_project(workdir)
+    specs = list_specs()
+    name_width = max((len(s.name) for s in specs), default=4)
+    # every column needs room to be read; in a terminal narrower than that, the columns a user
+    # needs to choose and type a model (the rest: --details, or a wider terminal)
+    full = (console.width or 160) >= FULL_TABLE_COLUMNS
     t = Table(title="model registry (the paper's Table II as a superset)")
-    for col in ("name", "family", "package", "parameters", "training set", "level of theory", "weights", "here"):
-        t.add_column(col)
-    for s in list_specs():
-        here = readiness(s).markup
-        t.add_row(
-            s.name, s.family, f"{s.package}{s.version}", f"{s.parameters:,}" if s.parameters else "-",
-            f"{s.training_set} ({s.training_set_size})" if s.training_set_size else s.training_set,
-            s.level_of_theory, str(s.weights.get("source", "")), here,
-        )
+    # the name is what a user types (run -m NAME): never cut or wrapped, however narrow the
+    # terminal; the other columns wrap around it
+    t.add_column("name", no_wrap=True, min_width=name_width)
+    cols = ("family", "package", "parameters", "training set", "level of theory", "weights", "here") if full else (
+        "family", "parameters", "here")
+    for col in cols:
+        t.add_column(col, overflow="fold")
+    for s in specs:
+        cells = {"family": s.family, "package": f"{s.package}{s.version}",
+                 "parameters": f"{s.parameters:,}" if s.parameters else "-",
+                 "training set": f"{s.training_set} ({s.training_set_size})" if s.training_set_size else s.training_set,
+                 "level of theory": s.level_of_theory, "weights": str(s.weights.get("source", "")),
+                 "here": readiness(s).markup}
+        t.add_row(s.name, *[cells[c] for c in cols])
     console.print(t)
+    if not full and not details:
+        console.print(f"[dim]package, training set, level of theory and weights: 'surfbench models --details', or a "
+                      f"terminal of {FULL_TABLE_COLUMNS} columns or more[/]")
     if details:
-        for s in list_specs():
+        for s in specs:
+            if not full:
+                console.print(f"[bold]{s.name}[/]: {s.package}{s.version}; trained on {s.training_set}"
+                              + (f" ({s.training_set_size})" if s.training_set_size else "")
+                              + f"; {s.level_of_theory}; weights: {s.weights.get('source', '')}")
             console.print(f"[bold]{s.name}[/]: licence {s.licence}; {s.citation}")
             if s.note:
                 console.print(f"  {s.note}")

@@ -11,15 +11,35 @@ from rich.markup import escape
 
 from surfbench.cli.common import (
     ElementsOpt, MillerOpt, RequirePngOpt, SPLIT_CHOICES, WorkdirOpt, app, check_png, console,
-    dataset_key, err, fail, subset_option,
+    dataset_key, err, fail, split_names, subset_option,
 )
+
+
+def _no_such_runs(store, names: list[str], dataset: str | None, protocol: str | None) -> str:
+    """Why ``table`` has nothing to show: the names (with did-you-mean) or the filters that
+    match no stored run, and the runs the store holds (model, fingerprint, data set, protocol,
+    results)."""
+    from surfbench.names import did_you_mean
+
+    runs = store.runs()
+    if names:
+        head = "; ".join(f"no stored run of {n!r}"
+                         f"{did_you_mean(n, runs['fingerprint'] if '@' in n else runs['model'].dropna())}" for n in names)
+    else:
+        where = ", ".join(f"{k} {v!r}" for k, v in (("data set", dataset), ("protocol", protocol)) if v is not None)
+        head = f"no stored run matches {where or 'these options'}"
+    if runs.empty:
+        return f"{escape(head)}; the store {store.path} holds no results (run 'surfbench run' first)"
+    lines = [f"  {r['model']} ({r['fingerprint']}) on {r['dataset']}, {r['protocol']}: {int(r['n'])} results"
+             for _, r in runs.iterrows()]
+    return escape(f"{head}. The store {store.path} holds:\n" + "\n".join(lines))
 
 
 @app.command()
 def table(
     workdir: WorkdirOpt = Path("."),
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model name.")] = None,
-    models: Annotated[Optional[str], typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these models (names or fingerprints), each in its own tables: repeat it (-m a -m b) or separate them with commas (-m a,b), as for 'run'.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas (a,b), as for 'run --models'.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
     protocol: Annotated[Optional[str], typer.Option()] = None,
     split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
@@ -46,11 +66,15 @@ def table(
     with ResultStore(workdir, read_only=True) as store:
         from surfbench.analysis.stored import stored_runs
 
-        runs = stored_runs(store, model, dataset_key(dataset), protocol)
-        if models is not None and models != "all":
-            runs = runs[runs["model"].isin([m.strip() for m in models.split(",")])]
+        runs = stored_runs(store, None, dataset_key(dataset), protocol)
+        wanted = split_names(model) + ([] if models is None or models == "all" else split_names(models))
+        if wanted:
+            unknown = [n for n in wanted if not ((runs["model"] == n) | (runs["fingerprint"] == n)).any()]
+            if unknown:
+                fail(_no_such_runs(store, unknown, dataset, protocol))
+            runs = runs[runs["model"].isin(wanted) | runs["fingerprint"].isin(wanted)]
         if runs.empty:
-            fail("no stored run matches")
+            fail(_no_such_runs(store, [], dataset, protocol))
         reference = runs["dataset"].isin(store.reference_datasets())  # reference values only (mse21)
         if reference.any():
             from surfbench.analysis.reference_gamma import reference_predictions
@@ -94,7 +118,8 @@ def table(
 def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write; JSON, CSV and a figures folder go beside it.")] = Path("report.html"),
     workdir: WorkdirOpt = Path("."),
-    models: Annotated[str, typer.Option("--models", help="'all' or model names (or fingerprints) separated by commas.")] = "all",
+    models: Annotated[str, typer.Option("--models", help="'all' or model names (or fingerprints) separated by commas (a,b), as for 'run' and 'table'.")] = "all",
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these models: repeat it (-m a -m b) or separate them with commas, as for 'run'; the same as --models a,b.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: the only one in the store).")] = None,
     protocol: Annotated[str, typer.Option(help="Evaluation protocol of the runs.")] = "static",
     png: Annotated[bool, typer.Option(help="Also write every figure as PNG (needs Chrome/Chromium for kaleido; without it: HTML only and a warning).")] = True,
@@ -120,14 +145,16 @@ def report(
     with ResultStore(workdir, read_only=True) as store:
         try:
             with console.status("building the report"):
-                path = build_report(store, dataset_key(dataset), models, protocol, output, png=png, n_boot=n_boot, seed=seed,
+                chosen = ",".join(split_names(model) + ([] if models.strip() == "all" else split_names(models))) or "all"
+                path = build_report(store, dataset_key(dataset), chosen, protocol, output, png=png, n_boot=n_boot, seed=seed,
                                     subset=subset, require_png=require_png)
         except (ReportError, FigureExportError) as exc:
             fail(str(exc))
     meta = json.loads(path.with_name(path.stem + "-metrics.json").read_text(encoding="utf-8"))
     for warning in meta.get("warnings", []):
         err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
-    console.print(f"wrote {path} ({len(meta['model_order'])} models on {meta['dataset']}, {meta['protocol']})")
+    n = len(meta["model_order"])
+    console.print(f"wrote {path} ({n} model{'' if n == 1 else 's'} on {meta['dataset']}, {meta['protocol']})")
     console.print(f"  numbers: {path.with_name(path.stem + '-metrics.json')} and {path.stem}-*.csv")
     console.print(f"  figures: {meta['figures']['folder']}")
 

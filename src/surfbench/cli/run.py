@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from surfbench.cli.common import (
     DataDirOpt, ElementsOpt, MillerOpt, WorkdirOpt, app, console, err, fail, load_dataset,
@@ -15,9 +14,14 @@ from surfbench.cli.common import (
 )
 
 
+#: what ``surfbench run`` evaluates when no model is named (the README's main job)
+DEFAULT_MODEL = "chgnet-0.3.0"
+
+
 @app.command()
 def run(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory'; repeat for several models; 'offline': every registry model ready here.")] = ["chgnet-0.3.0"],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory' [default: chgnet-0.3.0]; several: repeat it (-m a -m b) or separate them with commas (-m a,b); 'offline': every registry model ready here.")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Several models, comma-separated (a,b): the same as -m a -m b, and as 'table --models a,b'.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name (see 'surfbench datasets').")] = "mlearn-surfaces",
     workdir: WorkdirOpt = Path("."),
     data_dir: DataDirOpt = None,
@@ -60,9 +64,13 @@ def run(
     kwargs = model_kwargs_option(model_kwargs)
     subset = subset_option(elements, miller)
     use_project(workdir)  # models trained in this folder (surfbench train) are known by name
-    names = model_names(model)
+    names = model_names([*(model or []), *([models] if models else [])] or [DEFAULT_MODEL])
     if len(names) > 1 and (weights is not None or kwargs):
         fail("--weights and --model-kwargs belong to one model; give a single --model with them")
+    if len(names) == 1:  # a mistyped name is known before the data set is loaded
+        from surfbench.models.registry import resolve_model
+
+        resolve_model(names[0], kwargs)  # ModelLoadError: exit code 2 with did-you-mean (cli._UserErrors)
     try:
         proto = _protocol(protocol, fmax=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers,
                           layers=layers, vacuum=vacuum)
@@ -78,6 +86,7 @@ def run(
         fail(escape(str(exc)))
     for note in ds.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
+    _busy_hint(threads, workers, scheduler)
     store = ResultStore(workdir)
     settings = dict(device=device, kwargs=kwargs, dtype=dtype, weights=str(weights) if weights else None, threads=threads,
                     protocol=protocol, proto=proto, retry_failed=retry_failed, keep_both_fingerprints=keep_both_fingerprints)
@@ -109,6 +118,19 @@ def run(
         raise typer.Exit(1)
 
 
+def _busy_hint(threads: int | None, workers: int | None, scheduler: str | None) -> None:
+    """A line when other processes keep this machine's cores busy and no thread count was given:
+    the packages' default (a thread per core) then competes with them."""
+    import os
+
+    if threads is not None or workers is not None or scheduler is not None or not hasattr(os, "getloadavg"):
+        return
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if load > cores:
+        console.print(f"[dim]note: this machine is busy (load average {load:.1f} on {cores} cores); if the run is "
+                      "slow, --threads 1 keeps its threads from competing with the other processes[/]")
+
+
 def _protocol(protocol: str, *, fmax: float, steps: int, optimizer: str, fix_bottom_layers: int, layers: int | None,
               vacuum: float | None):
     """The protocol of ``--protocol`` with its settings; a ValueError for settings it refuses
@@ -131,6 +153,8 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
               keep_both_fingerprints):
     """Load one model and evaluate it on ``ds`` under its own progress bar; returns its run
     summary with the lines of every record whose labels changed (``summary.updated``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from surfbench.execution.run_command import run_protocol
     from surfbench.models import load_model
 
@@ -138,11 +162,21 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
     lm = load_model(name, device=device, kwargs=kwargs, dtype=dtype, weights=weights)
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(f"{name} on {ds.name} ({protocol})", total=None)
+        current = [protocol]  # the protocol running now (a relaxed run does the static one first)
 
         def on_start(total: int, todo: int) -> None:
-            bar.update(task, total=todo)
+            if not todo:  # nothing to compute: a sentence, not an empty 0/0 bar
+                bar.update(task, visible=False)
+                bar.live.transient = True  # and no empty line where the bar was
+                console.print(f"{escape(name)} on {ds.name} ({current[0]}): all {total} results reused from {store.path}")
+                return
+            bar.update(task, total=todo, visible=True)
             if todo < total:
                 console.print(f"reusing {total - todo} of {total} results from {store.path}")
+
+        def on_protocol(p: str) -> None:
+            current[0] = p
+            bar.update(task, description=f"{name} on {ds.name} ({p})", completed=0)
 
         def progress(record_id: str, outcome) -> None:
             bar.advance(task)
@@ -152,8 +186,7 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
         common = dict(threads=threads, retry_failed=retry_failed, progress=progress, on_start=on_start,
                       executor=executor, keep_both_fingerprints=keep_both_fingerprints)
         # the same computation as surfbench.evaluate(); a relaxed protocol runs the static one first
-        summaries = run_protocol(ds, lm, store, proto, **common, on_protocol=lambda p: bar.update(
-            task, description=f"{name} on {ds.name} ({p})", completed=0))
+        summaries = run_protocol(ds, lm, store, proto, **common, on_protocol=on_protocol)
     summary = summaries[-1]
     summary.updated[:0] = [line for s in summaries[:-1] for line in s.updated]  # labels changed, seen by the static run
     return summary

@@ -61,12 +61,12 @@ def train(
     n_test = rows[0].frames.get("n_frames", 0) if rows else 0
     t = Table(title=f"{result.curve}: gamma on {result.split.summary()['n_evaluated_slabs']} judged slabs "
                     f"({result.protocol}), energy/forces on {n_test} test frames")
-    for col in ("model", "n_train", "gamma RMSE (J/m^2)", "gamma MSE", "E RMSE (eV/atom)", "F RMSE (eV/A)",
+    for col in ("model", "n_train", "gamma RMSE (J/m^2)", "gamma mean signed error", "E RMSE (eV/atom)", "F RMSE (eV/A)",
                 "train wall (s)", "peak RSS (MB)", "parameters", ""):
         t.add_column(col)
     for r in rows:
         t.add_row(
-            r.name, str(r.n_train), num(r.surface.get("gamma_rmse")), num(r.surface.get("gamma_mse"), "{:+.3f}"),
+            r.name, str(r.n_train), num(r.surface.get("gamma_rmse")), num(r.surface.get("gamma_mean_signed_error"), "{:+.3f}"),
             num(r.frames.get("energy_rmse_ev_per_atom"), "{:.4f}"), num(r.frames.get("force_rmse_ev_per_a")),
             num(r.wall_s, "{:.0f}"), num(r.peak_rss_mb, "{:.0f}"), num(r.n_parameters, "{:,}"),
             "zero-shot" if r.n_train == 0 else ("reused" if r.reused else ""),

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
-from ase.geometry import minkowski_reduce
-from ase.neighborlist import neighbor_list
 
 MIN_DISTANCE_A = 0.5
 ERROR_FRACTION = 0.5
@@ -65,6 +63,11 @@ def close_contact(atoms: Atoms) -> Contact | None:
         return None
     radii = covalent_radii[atoms.numbers]
     cutoffs = np.maximum(SHORT_FRACTION * radii, MIN_DISTANCE_A / 2)
+    # imported here: ASE's neighbour-list module costs 0.35 s, and a data set's records are
+    # checked once, when it is built (the cache keeps the mark), not at every run
+    from ase.geometry import minkowski_reduce
+    from ase.neighborlist import neighbor_list
+
     work = atoms.copy()
     work.calc = None
     try:

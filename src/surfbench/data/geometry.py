@@ -18,13 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import spglib
 from ase import Atoms
-from pymatgen.core import Structure
-from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
-from pymatgen.io.ase import AseAtomsAdaptor
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+if TYPE_CHECKING:  # pymatgen is imported where it is used: its surface module alone costs 0.5 s
+    from pymatgen.core import Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 __all__ = [
     "MIN_VACUUM_A",
@@ -75,6 +77,8 @@ def _structure(atoms: Atoms) -> Structure:
     """A pymatgen Structure of the atoms alone (no calculator, no per-atom arrays such as
     magnetic moments, which would change the symmetry analysis)."""
     clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     return AseAtomsAdaptor.get_structure(clean)
 
 
@@ -228,6 +232,8 @@ def conventional_cell(atoms: Atoms) -> tuple[np.ndarray, int, str]:
     """Conventional standard lattice (3x3, rows, Angstrom), space-group number and crystal
     system of a bulk crystal (symprec 0.1 Angstrom, as for the Miller families): the frame in
     which Miller indices and Wulff shapes are defined."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
     sga = SpacegroupAnalyzer(_structure(atoms), symprec=_BULK_SYMPREC)
     conv = sga.get_conventional_standard_structure()
     return np.array(conv.lattice.matrix), int(sga.get_space_group_number()), str(sga.get_crystal_system())
@@ -328,6 +334,8 @@ def _primitive_in_conventional_frame(sga: SpacegroupAnalyzer, conv: Structure) -
 @functools.lru_cache(maxsize=32)
 def _bulk_families(numbers: tuple, cell: tuple, positions: tuple, max_index: int) -> tuple[_Family, ...]:
     atoms = Atoms(numbers=numbers, cell=np.array(cell), positions=np.array(positions), pbc=True)
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
     sga = SpacegroupAnalyzer(_structure(atoms), symprec=_BULK_SYMPREC)
     conv = sga.get_conventional_standard_structure()
     prim = _primitive_in_conventional_frame(sga, conv)
@@ -335,6 +343,8 @@ def _bulk_families(numbers: tuple, cell: tuple, positions: tuple, max_index: int
     prim_recip = np.linalg.inv(prim).T  # rows b_i with a_i . b_j = delta_ij (no 2 pi)
     prim_volume = abs(float(np.linalg.det(prim)))
     families = []
+    from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
+
     for hkl in get_symmetrically_distinct_miller_indices(conv, max_index):
         hkl = tuple(int(x) for x in hkl)
         # n . (P hkl) = 0 <=> the translation n @ prim lies in the (hkl) plane; P hkl is

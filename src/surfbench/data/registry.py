@@ -131,8 +131,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     try:
         info = DATASETS[name]
     except KeyError:
+        from surfbench.names import did_you_mean
+
         raise DataError(
-            f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of a data file"
+            f"unknown data set {name!r}{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}, or the path of "
+            "a data file"
         ) from None
     return validate_dataset(info.loader(data_dir=data_dir, download=download)).as_whole()
 

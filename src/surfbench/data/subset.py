@@ -33,19 +33,31 @@ def parse_elements(text: str | None) -> frozenset[str] | None:
                           "for every element")
     unknown = [n for n in names if n not in chemical_symbols[1:]]
     if unknown:
-        raise SubsetError(f"--elements {text!r}: {', '.join(map(repr, unknown))} is not a chemical symbol "
-                          "(write them like 'Mo,Si')")
+        from surfbench.names import phrase
+
+        hints = [f"{n!r} is not a chemical symbol{phrase(symbol_suggestions(n))}" for n in unknown]
+        raise SubsetError(f"--elements {text!r}: {'; '.join(hints)}; write them like 'Mo,Si'")
     return frozenset(names)
+
+
+def symbol_suggestions(name: str, n: int = 3) -> list[str]:
+    """Chemical symbols close to a mistyped one: the same letters in other case first
+    (``cu`` -> ``Cu``), else the closest by :func:`difflib.get_close_matches`."""
+    import difflib
+
+    symbols = chemical_symbols[1:]
+    same = [s for s in symbols if s.lower() == name.lower()]
+    return same or difflib.get_close_matches(name.capitalize(), symbols, n=n, cutoff=0.5)
 
 
 def parse_millers(text: str | None) -> frozenset[Miller] | None:
     """``"110,211"``, ``"1 1 0"``, ``"(1,1,0),(2,1,1)"``, ``"1-10"`` -> a set of Miller indices;
     None (the option not given) -> None (every index). A value with no index in it (``""``) is
     refused, as are (000) and fractional indices."""
-    from surfbench.data.userdata import parse_miller
-
     if text is None:
         return None
+    from surfbench.data.userdata import parse_miller  # here: its import (ASE's neighbour lists) costs 0.4 s
+
     groups = [g.strip() for g in _GROUP.findall(text) if g.strip()]
     if not groups:
         raise SubsetError(f"--miller {text!r} names no Miller index: give them like '110,211', or leave --miller out "

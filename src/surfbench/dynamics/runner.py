@@ -12,7 +12,8 @@ from surfbench.dynamics.presets import MDSettings, protocol_key
 from surfbench.dynamics.select import Choice
 from surfbench.dynamics.store import MDStore
 from surfbench.dynamics.verdicts import Thresholds
-from surfbench.evaluation.runner import model_details, torch_threads
+from surfbench.evaluation.runner import model_details
+from surfbench.execution.model_info import cap_threads
 from surfbench.evaluation.store import ResultStore
 from surfbench.models.base import LoadedModel
 from surfbench.records import Dataset
@@ -65,8 +66,8 @@ def run_checks(
             out.append(CheckResult(rec.id, rec.element, protocol, True, row))
             continue
         if calculator is None:
-            n_threads = torch_threads(threads)
             calculator = model.calculator
+            n_threads = cap_threads(threads)  # after the build: the model's libraries are loaded
             store.put_model(fp, model_details(model, calculator))
         temperature = settings.temperature_for(rec.element)
         if on_start is not None:

@@ -17,7 +17,8 @@ from ase import Atoms
 
 from surfbench.data.frames import Frame
 from surfbench.evaluation.protocols import BadOutput, CALCULATOR_ERROR, NON_FINITE, UNSUPPORTED_ELEMENT, Outcome, checked_energy
-from surfbench.evaluation.runner import model_details, torch_threads
+from surfbench.evaluation.runner import model_details
+from surfbench.execution.model_info import cap_threads
 from surfbench.evaluation.store import ResultStore
 from surfbench.models.base import LoadedModel
 from surfbench.records import structure_hash
@@ -68,8 +69,8 @@ def evaluate_frames(
     todo = [t for t in todo if done.get(t[0]) != t[2]]
     if not todo:
         return 0, len(items)
-    n_threads = torch_threads(threads)
     calculator = model.calculator
+    n_threads = cap_threads(threads)  # after the build: the model's libraries are loaded
     store.put_model(fp, {**model_details(model, calculator), "threads": n_threads})
     supported = set(model.spec.elements) if model.spec.elements else None
     for fid, atoms, chash in todo:

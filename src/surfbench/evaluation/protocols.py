@@ -127,7 +127,14 @@ class Protocol(ABC):
 
     def check_dataset(self, dataset) -> None:
         """Refuse, with a ValueError naming the records, settings that cannot apply to the
-        records of ``dataset`` (called before a run, so that nothing is computed with them)."""
+        records of ``dataset`` (called before a run, so that nothing is computed with them and no
+        model is loaded): here, a data set of reference values only (no DFT structure) under a
+        protocol that evaluates given structures. A subclass that adds checks calls this one."""
+        from surfbench.records import ReferenceSurfaceRecord
+
+        if not self.builds_structures and any(isinstance(r, ReferenceSurfaceRecord) for r in dataset.surfaces):
+            raise ValueError(f"data set {dataset.name} holds reference values only (no DFT structures to evaluate "
+                             f"with the {self.name} protocol): use the model-built protocol (--protocol model-built)")
 
     def calc_many(self, structures: Iterable[Atoms], calculator: Calculator) -> Iterator[Outcome]:
         for atoms in structures:

@@ -227,7 +227,9 @@ class RelaxedProtocol(Protocol):
             return _calculator_error(work, exc, t0)
 
     def check_dataset(self, dataset) -> None:
-        """``fix_bottom_layers`` must leave at least one atomic layer of every slab free."""
+        """:meth:`Protocol.check_dataset`, and ``fix_bottom_layers`` must leave at least one
+        atomic layer of every slab free."""
+        super().check_dataset(dataset)
         n = self.settings.fix_bottom_layers
         if not n:
             return

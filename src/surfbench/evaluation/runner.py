@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from surfbench.evaluation.protocols import UNSUPPORTED_ELEMENT, Outcome, Protocol, get_protocol
 from surfbench.evaluation.store import ResultStore
-from surfbench.execution.model_info import count_parameters, torch_threads
+from surfbench.execution.model_info import count_parameters
 from surfbench.models.base import LoadedModel, package_version
-from surfbench.records import BulkRecord, Dataset, ReferenceSurfaceRecord, SurfaceRecord
+from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 
 if TYPE_CHECKING:
     from surfbench.execution.executors import Executor
@@ -105,9 +105,7 @@ def run(
     and written before any slab is submitted. The store refuses a model whose fingerprint
     differs from the one stored under the same name unless ``keep_both_fingerprints``."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    if not proto.builds_structures and any(isinstance(r, ReferenceSurfaceRecord) for r in dataset.surfaces):
-        raise ValueError(f"data set {dataset.name} holds reference values only (no DFT structures to evaluate): "
-                         "use the model-built protocol (--protocol model-built)")
+    proto.check_dataset(dataset)  # e.g. a data set of reference values only under a protocol that needs structures
     fp = model.fingerprint
     store.check_model(fp, keep_both=keep_both_fingerprints)
     updated = [f"record {rid}: {', '.join(labels)} changed -> updated" for rid, labels in store.put_records(dataset)]

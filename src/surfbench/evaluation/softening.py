@@ -36,7 +36,7 @@ class SofteningResults:
     slopes: dict[str, pd.DataFrame]  # "overall", "element", "group", "element_group"
     gamma_slopes: pd.DataFrame
     corrections: dict[str, SofteningCorrection]  # model name -> fitted correction
-    correction_effect: pd.DataFrame  # per model: gamma RMSE/MAE/MSE before and after
+    correction_effect: pd.DataFrame  # per model: gamma RMSE/MAE/mean signed error before and after
     notes: list[str] = field(default_factory=list)
 
     def payload(self, model: str) -> dict:
@@ -167,5 +167,6 @@ def _effect(store: ResultStore, dataset: str, model: LoadedModel, fixed: Correct
         "scale": scale, "n_fit_frames": len(corr.frames), "n_slabs": b["n_ok"],
         "rmse_before_j_per_m2": b["rmse"], "rmse_after_j_per_m2": a["rmse"],
         "mae_before_j_per_m2": b["mae"], "mae_after_j_per_m2": a["mae"],
-        "mse_before_j_per_m2": b["mse"], "mse_after_j_per_m2": a["mse"],
+        "mean_signed_error_before_j_per_m2": b["mean_signed_error"],
+        "mean_signed_error_after_j_per_m2": a["mean_signed_error"],
     }

@@ -91,8 +91,8 @@ class InProcessExecutor(Executor):
                 outcome = guard.evaluate(protocol, record, bulk, self.timeout_s)
                 yield record, outcome, dict(guard.info)
             return
-        n_threads = set_threads(self.threads)
         calculator = model.calculator
+        n_threads = set_threads(self.threads)  # after the build: the model's libraries are loaded
         info = {**calculator_info(calculator), "threads": n_threads, "pid": os.getpid()}
         for record, bulk in items:
             yield record, protocol.calc_record(record, calculator, bulk), info

@@ -50,8 +50,8 @@ def main(argv: list[str]) -> None:
             try:
                 from surfbench.execution.tasks import calculator_info, set_threads
 
-                n_threads = set_threads(threads)
                 calculator = model.calculator
+                n_threads = set_threads(threads)  # after the build: the model's libraries are loaded
                 outbox.send(("ok", {**calculator_info(calculator), "threads": n_threads, "pid": os.getpid()}))
             except Exception as exc:  # reported to the parent as a model load error
                 outbox.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -1,9 +1,17 @@
-"""Facts about a built calculator and the torch threads in use (light: no pandas, so that
-worker and guard processes start fast)."""
+"""Facts about a built calculator, and the threads of this process's numerical libraries
+(light: no pandas, and torch is never imported here, so that worker and guard processes, and
+runs of models that do not use torch, start fast)."""
 
 from __future__ import annotations
 
-__all__ = ["count_parameters", "torch_threads"]
+import os
+import sys
+
+__all__ = ["THREAD_ENV", "cap_threads", "count_parameters", "passive_openmp", "threads_in_use"]
+
+#: environment variables read by OpenMP, MKL and OpenBLAS when they are loaded (after a cap:
+#: libraries loaded later and child processes start with it)
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def count_parameters(calculator: object) -> int | None:
@@ -23,12 +31,58 @@ def count_parameters(calculator: object) -> int | None:
     return None
 
 
-def torch_threads(threads: int | None) -> int | None:
-    """Set torch's intra-op thread count if given; return the count in use (None without torch)."""
+def passive_openmp() -> bool:
+    """Make OpenMP threads that wait for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``)
+    unless the user chose a policy; True if set here. Only a runtime loaded afterwards reads it
+    (call it before torch is imported). Spinning threads fight every other process for the
+    cores: ``surfbench run`` (CHGNet, mlearn-surfaces, 2 threads) took 148 s while another job
+    kept the 2 cores busy (load average 3-4), 17.6 s with passive waiting and 18.8 s with
+    ``--threads 1``."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+def threads_in_use() -> int | None:
+    """The threads a calculator of this process computes with: torch's intra-op count when
+    torch is loaded (a torch model), else the largest BLAS pool (numpy's, for ASE and numpy
+    calculators); None when neither can be told."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return int(torch.get_num_threads())
     try:
-        import torch
-    except ImportError:
-        return threads
+        from threadpoolctl import threadpool_info
+    except ImportError:  # an isolated environment without threadpoolctl
+        return None
+    counts = [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """Cap every thread pool of this process at ``threads`` (None: leave the packages'
+    defaults); return the count in use (:func:`threads_in_use`).
+
+    The cap covers torch's intra-op threads (when torch is loaded: it is never imported here,
+    so a model that does not use torch does not pay for it), and, through threadpoolctl, every
+    BLAS and OpenMP pool loaded now (numpy's OpenBLAS, MKL, the OpenMP runtime of torch or
+    LAMMPS); ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` are set too,
+    for libraries loaded later and child processes. Call it after the calculator is built (its
+    libraries are loaded by then). Without a cap, OpenBLAS's threads wait for each other on a
+    machine whose cores are busy: ASE's cell filter and optimizers, small matrices, ran 5x
+    slower on 2 loaded cores (``benchmarks/fixed_cost.py``)."""
     if threads:
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
+        n = int(threads)
+        for name in THREAD_ENV:
+            os.environ[name] = str(n)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # an isolated environment without threadpoolctl: torch and the variables only
+            pass
+        else:
+            threadpool_limits(limits=n)
+        torch = sys.modules.get("torch")
+        if torch is not None and hasattr(torch, "set_num_threads"):
+            torch.set_num_threads(n)
+    return threads_in_use()
+

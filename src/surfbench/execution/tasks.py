@@ -14,7 +14,7 @@ from typing import Any
 
 from surfbench.evaluation.protocols import Outcome, Protocol
 from surfbench.execution.guarded import CRASHED, TIMEOUT, GuardedEvaluator
-from surfbench.execution.model_info import count_parameters, torch_threads
+from surfbench.execution.model_info import cap_threads, count_parameters
 from surfbench.models.base import LoadedModel
 
 __all__ = ["CRASHED", "TIMEOUT", "evaluate_chunk", "evaluate_task", "model_key", "portable"]
@@ -41,8 +41,10 @@ def model_key(model: LoadedModel) -> str:
 
 
 def set_threads(threads: int | None) -> int | None:
-    """Set torch's intra-op threads (if given and torch is installed); the count in use."""
-    return torch_threads(threads)
+    """Cap torch's and every BLAS/OpenMP pool's threads (if given; see
+    :func:`surfbench.execution.model_info.cap_threads`); the count in use. Called once the
+    calculator is built."""
+    return cap_threads(threads)
 
 
 def calculator_info(calculator: object) -> dict[str, Any]:
@@ -68,7 +70,6 @@ def evaluate_task(
             guard = _GUARDS[key] = GuardedEvaluator(model, threads, **allowance)
         outcome = guard.evaluate(protocol, record, bulk_result, timeout_s)
         return outcome, dict(guard.info)
-    n_threads = _threads_once(threads)
     if key not in _CALCULATORS:
         # runs evaluate one model after the other: a worker keeps only the model in use, so
         # that a run of ten models does not hold ten models in every worker's memory
@@ -76,6 +77,7 @@ def evaluate_task(
         # built on a copy: the object Dask holds (and may pickle to move or spill) stays
         # free of the calculator, its torch modules and worker pipes
         calculator = portable(model).calculator
+        n_threads = _threads_once(threads)  # after the build: the model's libraries are loaded
         _CALCULATORS[key] = (calculator, {**calculator_info(calculator), "threads": n_threads, "pid": os.getpid()})
     calculator, info = _CALCULATORS[key]
     return protocol.calc_record(record, calculator, bulk_result), dict(info)

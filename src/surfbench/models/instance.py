@@ -110,7 +110,7 @@ def _tensor_bytes(tensor: Any) -> bytes:
 
 
 def state_dict_digest(calculator: object) -> tuple[str, list[str]]:
-    """sha256 over the ``state_dict`` of every torch module of :func:`torch_modules` (empty
+    """sha256 over the ``state_dict`` of every torch module of `torch_modules` (empty
     string when there is none) and the dtypes of their floating-point tensors."""
     h = hashlib.sha256()
     dtypes: set[str] = set()
@@ -132,7 +132,7 @@ def state_dict_digest(calculator: object) -> tuple[str, list[str]]:
 
 def class_distribution(calculator: object) -> str:
     """``"<distribution> <version>"`` holding the calculator's class, or ``"unversioned (...)"``
-    (:func:`surfbench.models.loaders.ase_factory.module_distribution`)."""
+    (`surfbench.models.loaders.ase_factory.module_distribution`)."""
     from surfbench.models.loaders.ase_factory import module_distribution
 
     return module_distribution(sys.modules[type(calculator).__module__])
@@ -191,7 +191,7 @@ class InstanceBackend(ModelBackend):
 
 def instance_model(calculator: BaseCalculator, name: str | None, device: str = "cpu",
                    dtype: str | None = None) -> LoadedModel:
-    """A :class:`LoadedModel` around a calculator object, stored as ``name`` (required: a
+    """A `LoadedModel` around a calculator object, stored as ``name`` (required: a
     registry name or ``module:factory`` names itself, an object does not). ``device`` is
     recorded with its results; the calculator runs where its user put it, in the precision it
     was built with (``dtype`` must be None)."""

@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,11 @@ class IsolatedBackend(ModelBackend):
 
     def _worker(self) -> WorkerClient:
         if self._client is None:
-            try:
-                import torch
-
-                threads = torch.get_num_threads()
-            except ImportError:
-                threads = None
+            # the worker computes with this process's torch thread count (never imported here
+            # for it: a cap set by --threads is in OMP_NUM_THREADS when torch is not loaded)
+            torch = sys.modules.get("torch")
+            omp = os.environ.get("OMP_NUM_THREADS", "")
+            threads = torch.get_num_threads() if torch is not None else (int(omp) if omp.isdigit() else None)
             inner = {**asdict(self.spec), "python": None}
             # bookkeeping the worker never needs; left out so that an environment made by an older
             # surfbench (whose ModelSpec lacks the field) still starts

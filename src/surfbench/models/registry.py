@@ -24,7 +24,7 @@ ENV_EXTRA_REGISTRY = "SURFBENCH_REGISTRY_EXTRA"
 #: the registry file of models trained by ``surfbench train`` in a project folder
 TRAINED_MODELS_FILE = "trained-models.yaml"
 
-#: the trained-models file of the project folder in use (:func:`use_project`), if any
+#: the trained-models file of the project folder in use (`use_project`), if any
 _project_file: Path | None = None
 
 
@@ -40,7 +40,8 @@ def use_project(workdir: str | os.PathLike | None) -> Path | None:
 
 def extra_registry_files() -> list[Path]:
     """The extra registry files in use: ``$SURFBENCH_REGISTRY_EXTRA`` (``os.pathsep``-separated)
-    then the project's trained models (:func:`use_project`) if that file exists, each once."""
+    then the project's trained models ([`use_project`][surfbench.models.registry.use_project])
+    if that file exists, each once."""
     files: list[Path] = []
     project = [_project_file] if _project_file is not None and _project_file.is_file() else []
     for extra in [*filter(None, os.environ.get(ENV_EXTRA_REGISTRY, "").split(os.pathsep)), *project]:
@@ -75,13 +76,22 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
 
 
+@lru_cache(maxsize=1)
+def packaged_entries() -> tuple[dict[str, Any], ...]:
+    """The entries of the packaged ``models.yaml`` (checked against ``schema.json`` by the test
+    suite, ``tests/test_registry.py``, so not again at every start: the check and its jsonschema
+    import cost a run of a cheap potential 0.05-0.1 s)."""
+    text = resources.files("surfbench.models").joinpath("models.yaml").read_text()
+    return tuple(load_yaml(text)["models"])
+
+
 def registry_entries() -> list[dict[str, Any]]:
     """Raw entries: the packaged ``models.yaml`` plus the entries (a list, or ``{models: [...]}``)
-    of the extra registry files (:func:`extra_registry_files`): a user's own models and models
+    of the extra registry files ([`extra_registry_files`][surfbench.models.registry.extra_registry_files]):
+    a user's own models and models
     trained by ``surfbench train``, same schema. A local weights path relative to its file is
     made absolute."""
-    text = resources.files("surfbench.models").joinpath("models.yaml").read_text()
-    entries = list(yaml.safe_load(text)["models"])
+    entries = list(packaged_entries())
     for extra in extra_registry_files():
         try:
             raw = load_yaml(Path(extra).read_text())
@@ -104,11 +114,11 @@ _VALID: set[str] = set()
 def validate_entries(entries: list[dict[str, Any]]) -> None:
     """Check registry entries against ``schema.json``; the error names the entry and field.
     An entry already found valid in this process is not checked again."""
-    import jsonschema
-
     keys = [json.dumps(e, sort_keys=True, default=str) for e in entries]
     if all(k in _VALID for k in keys):
         return
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(registry_schema())
     for err in validator.iter_errors({"models": entries}):
         path = list(err.absolute_path)
@@ -122,7 +132,7 @@ def validate_entries(entries: list[dict[str, Any]]) -> None:
 def _registry_for(extra: tuple) -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     entries = registry_entries()
-    validate_entries(entries)
+    validate_entries(entries[len(packaged_entries()):])  # the user's and the trained-models files
     for entry in entries:
         entry = dict(entry)
         if "elements" in entry and entry["elements"] is not None:
@@ -154,8 +164,10 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _registry()[name]
     except KeyError:
+        from surfbench.names import did_you_mean
+
         raise ModelLoadError(
-            f"unknown model {name!r}; known: {', '.join(_registry())}, "
+            f"unknown model {name!r}{did_you_mean(name, _registry())}; known: {', '.join(_registry())}, "
             "or give any ASE calculator as 'package.module:factory'"
         ) from None
 
@@ -193,13 +205,35 @@ def load_model(
     dtype: str | None = None,
     weights: str | None = None,
 ) -> LoadedModel:
-    """A :class:`LoadedModel` whose calculator is built on first use.
+    """A model by name, its calculator built on first use.
 
-    ``dtype`` picks the precision where the backend supports several; ``weights`` is a local
-    file or folder overriding the registry's weights source. An entry whose weights are
-    ``{source: local, path: P}`` (a model trained by ``surfbench train``) uses P unless
-    ``weights`` is given. ``device``: cpu, cuda, cuda:N or mps, checked here
-    (:class:`~surfbench.models.device.DeviceError`).
+    Parameters
+    ----------
+    name : str
+        A registry name (`surfbench models`) or `"package.module:factory"`.
+    device : str
+        cpu, cuda, cuda:N or mps, checked here.
+    kwargs : dict or None
+        Keyword arguments of a `module:factory` model (refused for a registry entry).
+    dtype : str or None
+        The precision where the backend supports several (float32, float64).
+    weights : str or None
+        A local file or folder overriding the registry's weights source. An entry whose
+        weights are `{source: local, path: P}` (a model trained by `surfbench train`) uses P
+        unless `weights` is given.
+
+    Returns
+    -------
+    LoadedModel
+        The model (`surfbench.models.base.LoadedModel`): its fingerprint is computed
+        without loading it, its calculator on first use.
+
+    Raises
+    ------
+    ModelLoadError
+        For an unknown name (with the names it may have meant) or a bad entry.
+    DeviceError
+        For an unknown device or a missing GPU (`surfbench.models.device.DeviceError`).
     """
     from surfbench.models.device import check_device
 

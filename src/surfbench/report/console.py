@@ -27,7 +27,7 @@ def _pick(m: pd.DataFrame, quantity: str, **where: object) -> dict:
     for k, v in where.items():
         sel = sel[sel[k] == v]
     if sel.empty:
-        return {"n_ok": 0, "n_total": 0, "mae": math.nan, "rmse": math.nan, "mse": math.nan}
+        return {"n_ok": 0, "n_total": 0, "mae": math.nan, "rmse": math.nan, "mean_signed_error": math.nan}
     return sel.iloc[0].to_dict()
 
 
@@ -53,19 +53,19 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
     for q, label in (("bulk_e_per_atom", "bulk energy per atom"), ("slab_e_per_atom", "slab energy per atom"), ("gamma", "surface energy gamma")):
         s = _pick(overall, q)
         unit = "J/m^2" if q == "gamma" else "eV/atom"
-        t.add_row(label, unit, _cov(s), _f(s["mae"]), _f(s["rmse"]), _f(s["mse"]))
+        t.add_row(label, unit, _cov(s), _f(s["mae"]), _f(s["rmse"]), _f(s["mean_signed_error"]))
     console.print(t)
 
     per_el = metrics(bulks, slabs, by="element")
     t = Table(title=f"{title}: per element (errors = model - DFT)", title_justify="left")
     for col in ("element", "slabs ok/total", "bulk err eV/atom", "slab MAE eV/atom", "slab RMSE eV/atom",
-                "gamma MAE J/m^2", "gamma RMSE J/m^2", "gamma MSE J/m^2"):
+                "gamma MAE J/m^2", "gamma RMSE J/m^2", "gamma mean signed error J/m^2"):
         t.add_column(col, justify="left" if col == "element" else "right")
     for el in sorted(set(per_el["element"].dropna())):
         b = _pick(per_el, "bulk_e_per_atom", element=el)
         s = _pick(per_el, "slab_e_per_atom", element=el)
         g = _pick(per_el, "gamma", element=el)
-        t.add_row(el, _cov(g), _f(b["mse"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]), _f(g["mse"]))
+        t.add_row(el, _cov(g), _f(b["mean_signed_error"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]), _f(g["mean_signed_error"]))
     console.print(t)
 
     if seen.models_with_seen(slabs):
@@ -73,13 +73,13 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
 
     per_hkl = metrics(bulks, slabs, by="miller")
     t = Table(title=f"{title}: gamma per Miller index", title_justify="left")
-    for col in ("Miller index", "ok/total", "MAE J/m^2", "RMSE J/m^2", "MSE J/m^2"):
+    for col in ("Miller index", "ok/total", "MAE J/m^2", "RMSE J/m^2", "mean signed error J/m^2"):
         t.add_column(col, justify="left" if col == "Miller index" else "right")
     g = per_hkl[per_hkl["quantity"] == "gamma"].copy()
     g["_key"] = g["miller"].map(lambda m: (1, "") if not isinstance(m, str) else (0, m))
     for _, row in g.sort_values("_key").iterrows():
         hkl = row["miller"] if isinstance(row["miller"], str) else "unknown"
-        t.add_row(f"({hkl})" if hkl != "unknown" else hkl, _cov(row), _f(row["mae"]), _f(row["rmse"]), _f(row["mse"]))
+        t.add_row(f"({hkl})" if hkl != "unknown" else hkl, _cov(row), _f(row["mae"]), _f(row["rmse"]), _f(row["mean_signed_error"]))
     console.print(t)
 
     fails = failure_counts(bulks, slabs)
@@ -96,7 +96,8 @@ def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
     trained on (analysis/seen.py), per element, with the counts."""
     t = Table(title=f"{escape(title)}: gamma on slabs unseen in training vs seen in training (J/m^2)",
               title_justify="left")
-    for col in ("element", "unseen ok/total", "unseen RMSE", "unseen MSE", "seen ok/total", "seen RMSE", "seen MSE"):
+    for col in ("element", "unseen ok/total", "unseen RMSE", "unseen mean signed error", "seen ok/total", "seen RMSE",
+                "seen mean signed error"):
         t.add_column(col, justify="left" if col == "element" else "right")
 
     def stats(df: pd.DataFrame, which: str) -> dict:
@@ -105,7 +106,7 @@ def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
     groups = [(el, g) for el, g in slabs.groupby("element", sort=True)] + [("all", slabs)]
     for el, g in groups:
         u, s = stats(g, seen.UNSEEN), stats(g, seen.SEEN)
-        t.add_row(el, _cov(u), _f(u["rmse"]), _f(u["mse"]), _cov(s), _f(s["rmse"]), _f(s["mse"]),
+        t.add_row(el, _cov(u), _f(u["rmse"]), _f(u["mean_signed_error"]), _cov(s), _f(s["rmse"]), _f(s["mean_signed_error"]),
                   style="bold" if el == "all" else None)
     console.print(t)
     n_seen = int((slabs[seen.COLUMN] == seen.SEEN).sum())
@@ -200,12 +201,12 @@ def render_relaxation_split(console: Console, split: pd.DataFrame) -> None:
 
     t = Table(title="gamma error split: total (relaxed - DFT) = static (DFT geometry) + relaxation (J/m^2)",
               title_justify="left")
-    for col in ("model", "slabs", "total RMSE", "total MSE", "static RMSE", "static MSE", "relaxation RMSE",
-                "relaxation MSE", "median steps", "median RMSD A", "relaxed failures"):
+    for col in ("model", "slabs", "total RMSE", "total mean signed error", "static RMSE", "static mean signed error",
+                "relaxation RMSE", "relaxation mean signed error", "median steps", "median RMSD A", "relaxed failures"):
         t.add_column(col, justify="left" if col in ("model", "relaxed failures") else "right")
     for _, r in split_summary(split).iterrows():
-        t.add_row(escape(str(r["model"])), f"{r['n']}/{r['n_slabs']}", _f(r["total_rmse"]), _f(r["total_mse"]),
-                  _f(r["static_rmse"]), _f(r["static_mse"]), _f(r["relaxation_rmse"]), _f(r["relaxation_mse"]),
+        t.add_row(escape(str(r["model"])), f"{r['n']}/{r['n_slabs']}", _f(r["total_rmse"]), _f(r["total_mean_signed_error"]),
+                  _f(r["static_rmse"]), _f(r["static_mean_signed_error"]), _f(r["relaxation_rmse"]), _f(r["relaxation_mean_signed_error"]),
                   _f(r["median_steps"], 0), _f(r["median_rmsd_a"]), escape(str(r["relaxed_failures"])))
     console.print(t)
     both = split.dropna(subset=["error_total_j_per_m2", "error_static_j_per_m2"])
@@ -248,12 +249,13 @@ def render_softening(console: Console, results) -> None:
     if len(eff):
         t = Table(title="softening correction (scale about the bulk reference, fitted on training frames, no slabs): "
                         "gamma on the data set's slabs (J/m^2)", title_justify="left")
-        for col in ("model", "scale s", "fit frames", "slabs", "RMSE before", "RMSE after", "MSE before", "MSE after"):
+        for col in ("model", "scale s", "fit frames", "slabs", "RMSE before", "RMSE after", "mean signed error before",
+                    "mean signed error after"):
             t.add_column(col, justify="left" if col == "model" else "right")
         for _, r in eff.iterrows():
             t.add_row(escape(r["model"]), str(r["scale"]), str(r["n_fit_frames"]), str(r["n_slabs"]),
                       _f(r["rmse_before_j_per_m2"]), _f(r["rmse_after_j_per_m2"]),
-                      _f(r["mse_before_j_per_m2"]), _f(r["mse_after_j_per_m2"]))
+                      _f(r["mean_signed_error_before_j_per_m2"]), _f(r["mean_signed_error_after_j_per_m2"]))
         console.print(t)
     for note in results.notes:
         console.print(f"[dim]note: {escape(note)}[/]")

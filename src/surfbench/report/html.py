@@ -57,8 +57,20 @@ SECTIONS = {
     "files": "Machine-readable files",
 }
 
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": False,
+#: responsive: a figure is redrawn at its container's width (at most its own width) when the
+#: window changes, so that legends and titles stay inside a narrow window (see _figure_html)
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
                  "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+#: the paper whose figure and table numbers the report's sections cite
+PAPER = ("Focassio, Freitas &amp; Schleder (2024), <i>Performance assessment of universal machine learning "
+         "interatomic potentials: challenges and directions for materials' surfaces</i>")
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 model``, ``3 models``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class ReportError(ValueError):
@@ -115,8 +127,11 @@ def select_runs(store, dataset: str | None, models: list[str] | str | None, prot
         wanted = set(models)
         missing = wanted - set(sel["model"]) - set(sel["fingerprint"])
         if missing:
-            raise ReportError(f"no stored run of {', '.join(sorted(missing))} on {dataset!r} ({protocol}); stored: "
-                              f"{', '.join(sorted(sel['model'].astype(str)))}")
+            from surfbench.names import did_you_mean
+
+            stored = sorted(sel["model"].astype(str))
+            raise ReportError("; ".join(f"no stored run of {m!r}{did_you_mean(m, stored)}" for m in sorted(missing))
+                              + f" on {dataset!r} ({protocol}); stored: {', '.join(stored)}")
         sel = sel[sel["model"].isin(wanted) | sel["fingerprint"].isin(wanted)]
     else:
         # models trained by 'surfbench train' cover only their elements' slabs: they are compared in the
@@ -243,6 +258,7 @@ table.data td:first-child{white-space:nowrap}
 table.data td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.data tr.group td{background:#eef1f5;font-weight:bold}
 .figure{overflow-x:auto;margin:10px 0 4px 0}
+.table-wrap{overflow-x:auto;max-width:100%}
 .caption{font-size:13px;color:#555;margin:2px 0 16px 0;max-width:1100px}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px;font-size:14px;margin:8px 0}
 .ok{color:#1b7a3a;font-weight:bold} .bad{color:#b3261e;font-weight:bold}
@@ -282,14 +298,27 @@ def _table(df: pd.DataFrame, fills: pd.DataFrame | None = None, group_rows: set[
                 cells.append(f"<td{klass}{style}>{_e(v)}</td>")
         tr = ' class="group"' if group_rows and i in group_rows else ""
         body.append(f"<tr{tr}>{''.join(cells)}</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    # in a box that scrolls sideways: a wide table (Table I has 14 columns) stays inside its section
+    # in a narrow window instead of running past the page's edge
+    return (f'<div class="table-wrap"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _figure_html(name: str, fig: go.Figure, caption: str) -> str:
-    div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
-                      div_id=f"fig-{name}", validate=False)
+    """A figure for the page: as wide as its container, at most its own width (the width of its
+    PNG). Plotly draws it at that width and places its legend and title inside it, so that a
+    narrow window (a 1000-px laptop screen) does not cut a parity plot's legend or a title; a
+    figure drawn wider than the window was cut at the window's edge."""
+    width = fig.layout.width
+    fig.layout.width = None  # the page's copy only: the PNG and the figure files keep the width
+    try:
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
+                          div_id=f"fig-{name}", validate=False, default_width="100%")
+    finally:
+        fig.layout.width = width
+    style = f' style="max-width:{int(width)}px"' if width else ""
     cap = f'<p class="caption">{caption}</p>' if caption else ""
-    return f'<div class="figure" data-figure="{_e(name)}">{div}</div>{cap}'
+    return f'<div class="figure" data-figure="{_e(name)}"{style}>{div}</div>{cap}'
 
 
 # ---------------------------------------------------------------------------- the report
@@ -433,7 +462,7 @@ def build_report(
     figs.add("gamma-error-distribution", "errors", rf.gamma_error_distribution(slabs, order, colours),
              "Fig. 2d: distribution of the γ error (model − DFT) over the slabs, the comparable models from the lowest "
              "RMSE on their common slabs (top), then any model with other coverage (marked: not comparable). "
-             "A negative mean signed error (MSE) is the systematic underestimation (softening) of surface energies.")
+             "A negative mean signed error is the systematic underestimation (softening) of surface energies.")
     figs.add("gamma-rmse-per-element", "elements", rf.element_rmse_heatmap(bulks, slabs, order),
              "RMSE of γ per element and model, with the mean signed error (negative: γ too low) below each value; "
              "the periodic tables below add the bulk and slab energy errors.")
@@ -517,6 +546,9 @@ def build_report(
     csv_paths = {}
     for name, df in tables.items():
         path = Path(f"{stem}-{name}.csv")
+        if df is None or df.empty:  # nothing to tell (one model: no correlation, no pairs): no file, and no
+            path.unlink(missing_ok=True)  # file of an earlier report of the same name left to mislead
+            continue
         _csv_frame(df).to_csv(path, index=False)
         csv_paths[name] = path
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -627,7 +659,7 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
     body = [f"<p>Data set <b>{_e(meta['dataset'])}</b>: {meta['dataset_counts']['slabs']} slabs and "
             f"{meta['dataset_counts']['bulks']} bulk references, elements "
             f"{_e(', '.join(meta['dataset_counts']['elements']))}; protocol <b>{_e(meta['protocol'])}</b>; "
-            f"{len(order)} model(s). Errors are model − DFT; γ in J/m², energies in eV/atom. "
+            f"{plural(len(order), 'model')}. Errors are model − DFT; γ in J/m², energies in eV/atom. "
             "A failed structure is never counted as an error of 0: it is left out of the statistics and "
             "counted under <a href='#coverage'>coverage</a>.</p>"]
     ranked = comparison[comparison["comparable"] & comparison["gamma_rank"].notna()] \
@@ -645,8 +677,8 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
     if comp.note():
         body.append(f'<p class="note">{_e(comp.note())}</p>')
     if len(comparison):
-        under = [comp.label(m) for m in comparison[comparison["gamma_mse_hi"] < 0]["model"]]
-        over = [comp.label(m) for m in comparison[comparison["gamma_mse_lo"] > 0]["model"]]
+        under = [comp.label(m) for m in comparison[comparison["gamma_mean_signed_error_hi"] < 0]["model"]]
+        over = [comp.label(m) for m in comparison[comparison["gamma_mean_signed_error_lo"] > 0]["model"]]
         if under:
             body.append(f"<p>Systematic underestimation of γ (mean signed error and its {pct} CI below 0): "
                         f"{_e(', '.join(under))}.</p>")
@@ -800,7 +832,9 @@ def _page(meta, order, info, comparison, pairs, coverage, figs, facets, dft_face
         f"<header><h1>{_e(meta['title'])}</h1>"
         + (f"<p class='synthetic'><b>{_e(meta['synthetic_banner'])}.</b> Errors below are against stand-in "
            "energies: they measure cost and scaling, not accuracy.</p>" if meta.get("synthetic") else "")
-        + f"<p>data set {_e(meta['dataset'])} · protocol {_e(meta['protocol'])} · {len(order)} model(s) · "
+        + f"<p>data set {_e(meta['dataset'])} · protocol {_e(meta['protocol'])} · {plural(len(order), 'model')} · "
         f"generated {_e(meta['generated_utc'])} (UTC) by surfbench {_e(meta['surfbench_version'])}</p>"
+        f"<p class='paper'>Figure and table numbers (Fig. 2a-c, Table I, ...) are those of {PAPER}, which this "
+        "report reproduces and extends.</p>"
         f"<p>store {_e(meta['store'])}</p></header><nav>{nav}</nav><main>{''.join(parts)}</main></body></html>\n"
     )

@@ -58,15 +58,16 @@ def relaxation_section(store, dataset: str, labels: Mapping[str, str], order: Se
     summary = summary.sort_values("model")
     show = pd.DataFrame({
         "model": summary["model"].astype(str), "slabs": [f"{a}/{b}" for a, b in zip(summary["n"], summary["n_slabs"])],
-        "total RMSE": summary["total_rmse"], "total MSE": summary["total_mse"],
-        "static RMSE": summary["static_rmse"], "static MSE": summary["static_mse"],
-        "relaxation RMSE": summary["relaxation_rmse"], "relaxation MSE": summary["relaxation_mse"],
+        "total RMSE": summary["total_rmse"], "total mean signed error": summary["total_mean_signed_error"],
+        "static RMSE": summary["static_rmse"], "static mean signed error": summary["static_mean_signed_error"],
+        "relaxation RMSE": summary["relaxation_rmse"],
+        "relaxation mean signed error": summary["relaxation_mean_signed_error"],
         "median steps": summary["median_steps"], "median RMSD (Å)": summary["median_rmsd_a"],
         "relaxed failures": summary["relaxed_failures"],
     })
     fig = go.Figure()
     for part, colour in (("static", "#0072B2"), ("relaxation", "#E69F00"), ("total", "#555555")):
-        fig.add_trace(go.Bar(x=show["model"], y=summary[f"{part}_mse"], name=f"{part} (mean signed)", marker_color=colour,
+        fig.add_trace(go.Bar(x=show["model"], y=summary[f"{part}_mean_signed_error"], name=f"{part} (mean signed)", marker_color=colour,
                              hovertemplate="%{x}: %{y:+.3f} J/m²<extra>" + part + "</extra>"))
     fig.update_layout(template=TEMPLATE, font=FONT, barmode="group", height=420, width=900,
                       yaxis_title="mean signed γ error (J/m²)",
@@ -80,6 +81,17 @@ def relaxation_section(store, dataset: str, labels: Mapping[str, str], order: Se
     return Section(body=body, figures=[("relaxation-split", fig, "Mean signed γ error per part and model.")],
                    tables={"relaxation-split": split, "relaxation-summary": summary.astype({"model": str})},
                    payload={"summary": summary.astype({"model": str}).to_dict(orient="records")})
+
+
+#: keys of softening analyses in stores written before the rename (``mse`` was the mean signed error)
+_OLD_KEYS = {"mse_before_j_per_m2": "mean_signed_error_before_j_per_m2",
+             "mse_after_j_per_m2": "mean_signed_error_after_j_per_m2"}
+
+
+def _renamed(row: dict) -> dict:
+    """A stored analysis row with the keys of an older store under their current names (a
+    user's store written before the ``mse`` rename still reports)."""
+    return {_OLD_KEYS.get(k, k): v for k, v in row.items()}
 
 
 def softening_section(store, dataset: str, labels: Mapping[str, str], order: Sequence[str],
@@ -97,7 +109,7 @@ def softening_section(store, dataset: str, labels: Mapping[str, str], order: Seq
         label = labels[fp]
         for rows, out in ((a["slopes"].get("overall", []), overall), (a["slopes"].get("element", []), element),
                           (a["gamma_slopes"], gamma), (a["effect"], effect), (a["frames"], frames)):
-            out += [{**r, "model": label} for r in rows]
+            out += [{**_renamed(r), "model": label} for r in rows]
     ov, el, gs = pd.DataFrame(overall), pd.DataFrame(element), pd.DataFrame(gamma)
     eff, fr = pd.DataFrame(effect), pd.DataFrame(frames)
 
@@ -121,8 +133,9 @@ def softening_section(store, dataset: str, labels: Mapping[str, str], order: Seq
     if len(eff):
         show = pd.DataFrame({"model": eff["model"], "scale s": eff["scale"], "fit frames": eff["n_fit_frames"],
                              "slabs": eff["n_slabs"], "γ RMSE before": eff["rmse_before_j_per_m2"],
-                             "γ RMSE after": eff["rmse_after_j_per_m2"], "γ MSE before": eff["mse_before_j_per_m2"],
-                             "γ MSE after": eff["mse_after_j_per_m2"]})
+                             "γ RMSE after": eff["rmse_after_j_per_m2"],
+                             "γ mean signed error before": eff["mean_signed_error_before_j_per_m2"],
+                             "γ mean signed error after": eff["mean_signed_error_after_j_per_m2"]})
         parts += ["<p>Correction: the model's energy landscape scaled by s about its own bulk reference energies "
                   "(E' = Σe<sub>ref</sub> + s (E − Σe<sub>ref</sub>), F' = s F), s fitted by least squares on a few "
                   "training frames (never slabs, never the \"Surface\" group), judged on every slab of the data set "

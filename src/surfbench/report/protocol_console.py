@@ -26,7 +26,8 @@ def short_label(row) -> str:
     if not row["method"]:  # a model surfbench did not train (zero-shot, scale-corrected, a specialist)
         return str(row["label"])
     how = f" on {row['foundation']}" if isinstance(row["foundation"], str) and row["foundation"] else " from scratch"
-    preset = "" if row["method"] == "readout" else f" ({row['preset']})"  # a closed-form fit has no preset to speak of
+    # a closed-form fit (readout, SNAP) is the same in every preset
+    preset = "" if row["method"] in ("readout", "snap", "qsnap") else f" ({row['preset']})"
     extra = f" [{row['overrides']}]" if isinstance(row.get("overrides"), str) and row["overrides"] else ""
     return f"{row['method']}{how}{preset}{extra}, {row['size']}"
 
@@ -52,7 +53,7 @@ def protocol_rich_table(table: pd.DataFrame, title: str, elements: bool = False)
             if r["n_seen"]:
                 folds += f", saw {r['n_seen']} of these slabs"
             t.add_row(escape(short_label(r)), f"{r['kind']}{folds}", r["element"], f"{r['n_judged']} ({r['n_ok']})",
-                      _ci(r, "gamma_rmse"), _ci(r, "gamma_mse", signed=True),
+                      _ci(r, "gamma_rmse"), _ci(r, "gamma_mean_signed_error", signed=True),
                       f"{_f(r['rmse_common'])} (n={r['n_common']})" if r["comparable"] else "not comparable",
                       facets, _f(r["wall_s"], 1))
         t.add_section()

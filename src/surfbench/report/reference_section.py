@@ -97,12 +97,12 @@ def reference_section(store, runs: pd.DataFrame, labels: Mapping[str, str], orde
     pct = f"{100 * ci:.0f} %"
     shown = m.assign(**{"ok/total": m["n_ok"].astype(str) + "/" + m["n_total"].astype(str),
                         f"RMSE [{pct}]": _with_ci(m, "rmse"), f"MAE [{pct}]": _with_ci(m, "mae"),
-                        f"MSE [{pct}]": _with_ci(m, "mse"), "PBE−exp. RMSE, same facets": m["floor_rmse"].round(3),
+                        f"mean signed error [{pct}]": _with_ci(m, "mean_signed_error"), "PBE−exp. RMSE, same facets": m["floor_rmse"].round(3),
                         "wall s": m["wall_s"].round(1)})
     columns = ["dataset", "model", "protocol", "crystal", "reference", "ok/total", f"RMSE [{pct}]", f"MAE [{pct}]",
-               f"MSE [{pct}]", "PBE−exp. RMSE, same facets", "wall s"]
+               f"mean signed error [{pct}]", "PBE−exp. RMSE, same facets", "wall s"]
     floor = gap.assign(**{f"RMSE [{pct}]": _with_ci(gap, "rmse"), f"MAE [{pct}]": _with_ci(gap, "mae"),
-                          f"MSE [{pct}]": _with_ci(gap, "mse")})
+                          f"mean signed error [{pct}]": _with_ci(gap, "mean_signed_error")})
     bad = failures(preds)
     body = ("<p>The model relaxes its own bulk, builds the facet's slab at its own lattice constant and relaxes it "
             "(protocol <code>model-built</code>); γ comes from its own energies. Errors are model − reference in "
@@ -110,7 +110,7 @@ def reference_section(store, runs: pd.DataFrame, labels: Mapping[str, str], orde
             + table(shown[columns])
             + "<p>The floor: PBE against experiment over all facets. A model trained on PBE data cannot be expected "
               "to do better than this against experiment.</p>"
-            + table(floor[["crystal", "n", f"RMSE [{pct}]", f"MAE [{pct}]", f"MSE [{pct}]"]]))
+            + table(floor[["crystal", "n", f"RMSE [{pct}]", f"MAE [{pct}]", f"mean signed error [{pct}]"]]))
     if not bad.empty:
         body += "<p>Failures: " + html.escape("; ".join(
             f"{r.model} {r.record_id}: {r.failure_kind}" for r in bad.itertuples())) + "</p>"

@@ -27,21 +27,22 @@ def render_reference(console: Console, preds: pd.DataFrame, *, n_boot: int = 200
     m = reference_metrics(preds, n_boot=n_boot, seed=seed, ci=ci)
     pct = f"{100 * ci:.0f} %"
     t = Table(title=f"gamma (J/m^2), model - reference, bootstrap {pct} intervals", title_justify="left")
-    for col in ("model", "protocol", "crystal", "vs", "ok/total", "RMSE", "MAE", "MSE", "PBE-exp RMSE same facets",
+    for col in ("model", "protocol", "crystal", "vs", "ok/total", "RMSE", "MAE", "mean signed error",
+                "PBE-exp RMSE same facets",
                 "wall s"):
         t.add_column(col, justify="left" if col in ("model", "protocol", "crystal", "vs") else "right")
     for _, row in m.iterrows():
         t.add_row(escape(str(row["model"])), escape(str(row["protocol"])), row["crystal"], row["reference"],
-                  f"{row['n_ok']}/{row['n_total']}", _ci(row, "rmse"), _ci(row, "mae"), _ci(row, "mse"),
+                  f"{row['n_ok']}/{row['n_total']}", _ci(row, "rmse"), _ci(row, "mae"), _ci(row, "mean_signed_error"),
                   "-" if math.isnan(row["floor_rmse"]) else f"{row['floor_rmse']:.3f}", f"{row['wall_s']:.1f}")
     console.print(t)
     gap = pbe_experiment_gap(preds, n_boot=n_boot, seed=seed, ci=ci)
     t = Table(title=f"floor: PBE - experiment (J/m^2), all facets of the data set, bootstrap {pct}",
               title_justify="left")
-    for col in ("crystal", "n", "RMSE", "MAE", "MSE"):
+    for col in ("crystal", "n", "RMSE", "MAE", "mean signed error"):
         t.add_column(col, justify="left" if col == "crystal" else "right")
     for _, row in gap.iterrows():
-        t.add_row(row["crystal"], str(row["n"]), _ci(row, "rmse"), _ci(row, "mae"), _ci(row, "mse"))
+        t.add_row(row["crystal"], str(row["n"]), _ci(row, "rmse"), _ci(row, "mae"), _ci(row, "mean_signed_error"))
     console.print(t)
     bad = failures(preds)
     if not bad.empty:

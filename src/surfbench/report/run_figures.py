@@ -223,7 +223,7 @@ def gamma_error_distribution(slabs: pd.DataFrame, order: Sequence[str] | None = 
     """Fig. 2d: box + violin of the gamma error (model - DFT, J/m^2) per model, every slab a
     point, the comparable models from the best (top) to the worst RMSE on their common slabs,
     then the models with other coverage, marked "not comparable"; the labels carry RMSE and the
-    mean signed error (MSE) over each model's own slabs."""
+    mean signed error over each model's own slabs."""
     order, colours = _orders(slabs, order, colours)
     marks = model_marks(slabs)
     fig = go.Figure()
@@ -233,7 +233,7 @@ def gamma_error_distribution(slabs: pd.DataFrame, order: Sequence[str] | None = 
         e = d["error_gamma_j_per_m2"].astype(float)
         n_fail = int((slabs["model"] == m).sum()) - len(d)
         head = f"<b>{m}</b>" + (f"<br><i>{marks[m][len(m) + 2:-1]}</i>" if marks.get(m, m) != m else "")
-        tick = f"{head}<br>RMSE {_rmse(e):.3f}, MSE {e.mean():+.3f}" if len(e) else f"{head}<br>no γ"
+        tick = f"{head}<br>RMSE {_rmse(e):.3f}, mean signed {e.mean():+.3f}" if len(e) else f"{head}<br>no γ"
         if n_fail:
             tick += f", {n_fail} failed"
         ticks.append(tick)
@@ -393,7 +393,7 @@ def element_rmse_heatmap(bulks: pd.DataFrame, slabs: pd.DataFrame, order: Sequen
             i, j = order.index(r["model"]), elements.index(r["element"])
             z[i, j] = r["rmse"]
             if np.isfinite(r["rmse"]):
-                text[i, j] = f"{r['rmse']:.2f}<br><span style='font-size:10px'>{r['mse']:+.2f}</span>"
+                text[i, j] = f"{r['rmse']:.2f}<br><span style='font-size:10px'>{r['mean_signed_error']:+.2f}</span>"
             if r["n_failed"]:
                 text[i, j] += f"<br><span style='font-size:10px'>{int(r['n_failed'])} failed</span>"
     marks = model_marks(slabs)
@@ -475,8 +475,9 @@ def error_correlation(slabs: pd.DataFrame, order: Sequence[str] | None = None) -
         hovertemplate="%{y} vs %{x}<br>r = %{z:.3f}<extra></extra>",
     ))
     side = 110 + 70 * len(order)
-    _layout(fig, f"Correlation of the γ errors between models (Pearson r over {n} common slabs)",
-            width=side + 330, height=side + 200, margin=dict(l=260, r=40, t=70, b=200))
+    # the title in two lines: one line was wider than a figure of two or three models, and cut
+    _layout(fig, f"Correlation of the γ errors between models<br><sup>Pearson r over {n} common slabs</sup>",
+            width=max(side + 330, 560), height=side + 200, margin=dict(l=260, r=40, t=80, b=200))
     fig.update_xaxes(tickangle=-35, showgrid=False)
     fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1, showgrid=False)
     return fig
@@ -522,7 +523,8 @@ def comparison_table(
             st = bootstrap_stats(frame[col].to_numpy(dtype=float), n_boot=n_boot, seed=seed, ci=ci)
             row[f"{q}_n_ok"] = st["n"]
             row[f"{q}_n_total"] = len(frame)
-            for k in ("rmse", "rmse_lo", "rmse_hi") + (("mae", "mae_lo", "mae_hi", "mse", "mse_lo", "mse_hi") if q == "gamma" else ()):
+            for k in ("rmse", "rmse_lo", "rmse_hi") + (("mae", "mae_lo", "mae_hi", "mean_signed_error", "mean_signed_error_lo",
+                                                            "mean_signed_error_hi") if q == "gamma" else ()):
                 row[f"{q}_{k}"] = st[k]
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -577,7 +579,7 @@ def comparison_display(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
         "parameters": table["parameters"].map(lambda p: f"{int(p):,}" if p is not None and np.isfinite(p) else "–"),
         f"γ RMSE ({GAMMA_UNIT}) [{pct} CI]": [_ci(*r) for r in table[["gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi"]].to_numpy()],
         f"γ MAE ({GAMMA_UNIT})": [_ci(*r) for r in table[["gamma_mae", "gamma_mae_lo", "gamma_mae_hi"]].to_numpy()],
-        f"γ mean signed error ({GAMMA_UNIT})": [_ci(*r) for r in table[["gamma_mse", "gamma_mse_lo", "gamma_mse_hi"]].to_numpy()],
+        f"γ mean signed error ({GAMMA_UNIT})": [_ci(*r) for r in table[["gamma_mean_signed_error", "gamma_mean_signed_error_lo", "gamma_mean_signed_error_hi"]].to_numpy()],
         f"slab energy RMSE ({ENERGY_UNIT}) [{pct} CI]": [_ci(*r, digits=4) for r in table[["slab_e_per_atom_rmse", "slab_e_per_atom_rmse_lo", "slab_e_per_atom_rmse_hi"]].to_numpy()],
         f"bulk energy RMSE ({ENERGY_UNIT}) [{pct} CI]": [_ci(*r, digits=4) for r in table[["bulk_e_per_atom_rmse", "bulk_e_per_atom_rmse_lo", "bulk_e_per_atom_rmse_hi"]].to_numpy()],
         "γ ok/total": [f"{a}/{b}" for a, b in table[["gamma_n_ok", "gamma_n_total"]].to_numpy()],
@@ -592,7 +594,7 @@ def comparison_display(table: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             "–" if not np.isfinite(r) else (f"{int(r)} [{int(lo)}–{int(hi)}]" if np.isfinite(lo) else f"{int(r)}")
             for r, lo, hi in table[["gamma_rank", "gamma_rank_lo", "gamma_rank_hi"]].to_numpy(dtype=float)]
         out["P(best γ)"] = table["gamma_p_best"].map(lambda p: "–" if not np.isfinite(p) else f"{p:.2f}")
-    if "gamma_indistinguishable_from" in table:
+    if "gamma_indistinguishable_from" in table and int(comparable.sum()) > 1:  # with one model: no other to name
         out["γ not distinguishable from"] = table["gamma_indistinguishable_from"].replace("", "–")
     return out
 
@@ -738,8 +740,9 @@ def facet_ordering_heatmap(facets: pd.DataFrame, order: Sequence[str] | None = N
         textfont=dict(size=13), colorbar=dict(title=dict(text="Kendall τ", side="right")), xgap=2, ygap=2,
         hovertemplate="%{y} on %{x}<br>Kendall τ = %{z:.3f}<extra></extra>",
     ))
-    _layout(fig, "Facet ordering vs DFT: Kendall τ over all facets (✓ / ✗: lowest-γ facet right / wrong)",
-            width=max(650, 330 + 95 * len(bulks)), height=180 + 42 * len(order), margin=dict(l=280, r=30, t=70, b=60))
+    # two title lines: one did not fit a figure of one or two bulks
+    _layout(fig, "Facet ordering vs DFT: Kendall τ over all facets<br><sup>✓ / ✗: lowest-γ facet right / wrong</sup>",
+            width=max(650, 330 + 95 * len(bulks)), height=200 + 42 * len(order), margin=dict(l=280, r=30, t=80, b=60))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="bottom", title="bulk (element)")
     return fig

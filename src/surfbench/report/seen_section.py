@@ -43,7 +43,9 @@ def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n
         "trained on": summary["trained_on"],
         "unseen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["unseen_n"], summary["n_unseen"])],
         f"γ RMSE unseen, J/m² ({pct} CI)": [_ci(*r) for r in summary[["unseen_rmse", "unseen_rmse_lo", "unseen_rmse_hi"]].to_numpy()],
-        f"γ MSE unseen, J/m² ({pct} CI)": [_ci(*r) for r in summary[["unseen_mse", "unseen_mse_lo", "unseen_mse_hi"]].to_numpy()],
+        f"γ mean signed error unseen, J/m² ({pct} CI)": [
+            _ci(*r) for r in summary[["unseen_mean_signed_error", "unseen_mean_signed_error_lo",
+                                      "unseen_mean_signed_error_hi"]].to_numpy()],
         "seen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["seen_n"], summary["n_seen"])],
         "γ RMSE seen, J/m²": [_ci(v, np.nan, np.nan) for v in summary["seen_rmse"]],
     })

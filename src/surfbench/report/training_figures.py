@@ -104,7 +104,7 @@ def comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "element": comp["element"], "kind": comp["kind"], "model": comp["model"],
         f"γ RMSE ({GAMMA_UNIT})": comp["gamma_rmse"].map(f), f"γ MAE ({GAMMA_UNIT})": comp["gamma_mae"].map(f),
-        "γ mean signed error": comp["gamma_mse"].map(lambda v: f(v, "{:+.3f}")),
+        "γ mean signed error": comp["gamma_mean_signed_error"].map(lambda v: f(v, "{:+.3f}")),
         "slabs (γ ok / total)": [f"{int(a)} / {int(b)}" for a, b in zip(comp["n_gamma"], comp["n_slabs"])],
         f"slab E RMSE ({ENERGY_UNIT})": comp["slab_rmse"].map(lambda v: f(v, "{:.4f}")),
         f"test E RMSE ({ENERGY_UNIT})": comp.get("energy_rmse_ev_per_atom", pd.Series(np.nan, index=comp.index)).map(lambda v: f(v, "{:.4f}")),
@@ -121,7 +121,7 @@ def curve_display(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "curve": curves["label"], "model": curves["model"], "training frames": curves["n_train"].astype(int),
         f"γ RMSE ({GAMMA_UNIT})": curves["gamma_rmse"].map(f),
-        "γ mean signed error": curves["gamma_mse"].map(lambda v: f(v, "{:+.3f}")),
+        "γ mean signed error": curves["gamma_mean_signed_error"].map(lambda v: f(v, "{:+.3f}")),
         f"test E RMSE ({ENERGY_UNIT})": curves["energy_rmse_ev_per_atom"].map(lambda v: f(v, "{:.4f}")),
         "test F RMSE (eV/Å)": curves["force_rmse_ev_per_a"].map(f),
         "wall (s)": curves["wall_s"].map(lambda v: f(v, "{:.0f}")),
@@ -150,7 +150,7 @@ def protocols_display(protocols: pd.DataFrame) -> pd.DataFrame:
         rows.append({"protocol": r["protocol"], "trained elements": r["elements"], "element": r["element"],
                      "model": short_label(r), "kind": kind, "judged (γ ok)": f"{r['n_judged']} ({r['n_ok']})",
                      f"γ RMSE ({GAMMA_UNIT}) [95 % CI]": ci(r, "gamma_rmse"),
-                     "γ mean signed error [95 % CI]": ci(r, "gamma_mse", "{:+.3f}"),
+                     "γ mean signed error [95 % CI]": ci(r, "gamma_mean_signed_error", "{:+.3f}"),
                      "RMSE on the common slabs": f"{f(r['rmse_common'])} (n = {r['n_common']})",
                      "lowest facet right (strict · within 0.025)": facets,
                      "fit wall (s)": f(r["wall_s"], "{:.1f}")})

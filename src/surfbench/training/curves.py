@@ -35,7 +35,7 @@ from surfbench.training.pipeline import trainings
 ZERO_SHOT = "zero-shot"
 KIND = {SCRATCH: "from scratch", FINETUNE: "fine-tuned", ZERO_SHOT: ZERO_SHOT}
 
-_GAMMA_COLS = ["gamma_rmse", "gamma_mae", "gamma_mse", "n_gamma", "slab_rmse", "bulk_error"]
+_GAMMA_COLS = ["gamma_rmse", "gamma_mae", "gamma_mean_signed_error", "n_gamma", "slab_rmse", "bulk_error"]
 
 
 def predictions(store: ResultStore, dataset: str, fingerprint: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -54,7 +54,7 @@ def surface_numbers(bulks: pd.DataFrame, slabs: pd.DataFrame, elements: set[str]
     g = error_stats(s["error_gamma_j_per_m2"]) if not s.empty else error_stats([])
     e = error_stats(s["error_e_per_atom_ev"]) if not s.empty else error_stats([])
     bb = error_stats(b["error_e_per_atom_ev"]) if not b.empty else error_stats([])
-    return {"gamma_rmse": g["rmse"], "gamma_mae": g["mae"], "gamma_mse": g["mse"], "n_gamma": g["n_ok"],
+    return {"gamma_rmse": g["rmse"], "gamma_mae": g["mae"], "gamma_mean_signed_error": g["mean_signed_error"], "n_gamma": g["n_ok"],
             "n_slabs": g["n_total"], "slab_rmse": e["rmse"], "bulk_error": bb["rmse"]}
 
 
@@ -131,7 +131,7 @@ def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
                          "peak_rss_mb": float(sg["peak_rss_mb"].max()), "n_parameters": sg["n_parameters"].max()})
     cols = ["curve", "label", "method", "mode", "kind", "foundation", "preset", "elements", "seed", "include_surfaces",
             "dataset", "protocol", "model", "fingerprint", "n_train", "size", "n_folds", "gamma_rmse", "gamma_mae",
-            "gamma_mse", "n_gamma", "n_slabs", "slab_rmse", "bulk_error", "energy_rmse_ev_per_atom",
+            "gamma_mean_signed_error", "n_gamma", "n_slabs", "slab_rmse", "bulk_error", "energy_rmse_ev_per_atom",
             "force_rmse_ev_per_a", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters"]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["curve", "n_train"], kind="stable").reset_index(drop=True)
@@ -268,7 +268,7 @@ SPECIALIST = "trained elsewhere"  # its registry entry names evaluated records i
 PROTOCOL_COLUMNS = [
     "protocol", "group", "kind", "n_seen", "label", "preset", "overrides", "method", "foundation", "curve", "size", "elements", "element",
     "n_folds", "n_train", "n_train_slabs", "n_judged", "n_ok", "n_common", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi",
-    "gamma_mse", "gamma_mse_lo", "gamma_mse_hi", "comparable", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
+    "gamma_mean_signed_error", "gamma_mean_signed_error_lo", "gamma_mean_signed_error_hi", "comparable", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
     "wall_s", "peak_rss_mb", "n_parameters", "fingerprints",
 ]
 
@@ -323,8 +323,9 @@ def _row(slabs: pd.DataFrame, common: set, element: str, n_boot: int, seed: int,
     strict, tolerant = _facets_right(s, tol)
     return {"element": element, "n_judged": int(len(s)), "n_ok": int(np.isfinite(err).sum()),
             "n_common": int(len(c)), "gamma_rmse": st["rmse"], "gamma_rmse_lo": st["rmse_lo"],
-            "gamma_rmse_hi": st["rmse_hi"], "gamma_mse": st["mse"], "gamma_mse_lo": st["mse_lo"],
-            "gamma_mse_hi": st["mse_hi"],
+            "gamma_rmse_hi": st["rmse_hi"], "gamma_mean_signed_error": st["mean_signed_error"],
+            "gamma_mean_signed_error_lo": st["mean_signed_error_lo"],
+            "gamma_mean_signed_error_hi": st["mean_signed_error_hi"],
             "rmse_common": float(np.sqrt(np.mean(ce ** 2))) if len(ce) else np.nan,
             "lowest_right": int(sum(strict.values())), "lowest_right_tol": int(sum(tolerant.values())),
             "n_elements": int(len(strict))}

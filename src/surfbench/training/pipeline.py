@@ -466,7 +466,7 @@ def train_one(
 
 
 def _fmt_gamma(surface: dict[str, Any]) -> str:
-    mse = surface.get("gamma_mse")
+    mse = surface.get("gamma_mean_signed_error")
     return "-" if mse is None or not math.isfinite(mse) else f"{mse:+.3f} J/m^2 (mean signed)"
 
 
