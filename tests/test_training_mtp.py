@@ -25,7 +25,9 @@ pytestmark = [
     needs_shared(MODEL_DIR / "mtp" / "level04-initial.mtp",
                  reason=f"no untrained MTP files at {MODEL_DIR / 'mtp'} (shared/models beside the repository)"),
 ]
-OVERRIDES = {"n_valid": 1, "maxiter": 60, "threads": 2}
+# one chunk of 60 iterations that counts as converged (rel_tol 1): a not-converged fit would be
+# continued by the rerun below instead of reused (tests/test_mtp_convergence.py)
+OVERRIDES = {"n_valid": 1, "maxiter": 60, "chunk_iter": 60, "rel_tol": 1.0, "threads": 2}
 
 
 @pytest.fixture(autouse=True)

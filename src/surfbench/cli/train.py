@@ -10,7 +10,7 @@ import typer
 
 
 def train(
-    method: Annotated[str, typer.Option("--method", "-m", help="mace, nequip, mtp, m3gnet, chgnet, sevennet or readout (a linear read-out on a frozen model's features: --from sevennet-0).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="mace, nequip, mtp, m3gnet, chgnet, sevennet, readout (a linear read-out on a frozen model's features: --from sevennet-0), snap or qsnap (linear/quadratic SNAP fitted from scratch).")],
     elements: Annotated[str, typer.Option("--elements", "-e", help="Elements, comma-separated: one model for all of them.")],
     source: Annotated[str, typer.Option("--from", help="'scratch', or the model to fine-tune: a registry name or a model file/folder.")] = "scratch",
     data: Annotated[str, typer.Option("--data", help="Training frames: 'mlearn', or extxyz file(s) with energies and forces, comma-separated.")] = "mlearn",
@@ -25,6 +25,7 @@ def train(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for training and evaluation (default: the packages').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset setting, key=value (repeatable), e.g. --set epochs=5.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Budget of the command's iterative fits (MTP): a fit still running then stops at its last checkpoint, marked not converged; rerun the same command to continue it.")] = None,
 ) -> None:
     """Train a model (from scratch or fine-tuned) on leakage-safe training frames, register it,
     evaluate it on the held-out slabs and record its cost; with --sizes, a learning curve."""
@@ -46,6 +47,7 @@ def train(
             data=data, dataset=dataset, preset=preset, sizes=sizes.split(",") if sizes else None, seed=seed,
             include_surfaces=include_surfaces, device=device, overrides=overrides,
             data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False), protocol=protocol,
+            max_minutes=max_minutes,
         )
     except (TrainingError, DataError, ValueError) as exc:
         fail(str(exc))
@@ -69,7 +71,8 @@ def train(
             r.name, str(r.n_train), num(r.surface.get("gamma_rmse")), num(r.surface.get("gamma_mean_signed_error"), "{:+.3f}"),
             num(r.frames.get("energy_rmse_ev_per_atom"), "{:.4f}"), num(r.frames.get("force_rmse_ev_per_a")),
             num(r.wall_s, "{:.0f}"), num(r.peak_rss_mb, "{:.0f}"), num(r.n_parameters, "{:,}"),
-            "zero-shot" if r.n_train == 0 else ("reused" if r.reused else ""),
+            "zero-shot" if r.n_train == 0 else ", ".join(x for x in ("reused" if r.reused else "",
+                                                                      "NOT CONVERGED" if r.converged is False else "") if x),
         )
     console.print(t)
     console.print(f"store: {Path(store) / 'surfbench.sqlite'}; registry of trained models: "

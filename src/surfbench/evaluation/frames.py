@@ -61,8 +61,10 @@ def evaluate_frames(
     *,
     threads: int | None = None,
     progress: Callable[[str, Outcome], None] | None = None,
+    keep_both_fingerprints: bool = False,
 ) -> tuple[int, int]:
-    """Evaluate the (id, structure) items missing from the store; return (computed, reused)."""
+    """Evaluate the (id, structure) items missing from the store; return (computed, reused).
+    ``keep_both_fingerprints``: as for :func:`surfbench.evaluation.runner.run`."""
     fp = model.fingerprint
     done = store.frames_done(frameset, fp.id, PROTOCOL)
     todo = [(fid, atoms, structure_hash(atoms)) for fid, atoms in items]
@@ -71,7 +73,7 @@ def evaluate_frames(
         return 0, len(items)
     calculator = model.calculator
     n_threads = cap_threads(threads)  # after the build: the model's libraries are loaded
-    store.put_model(fp, {**model_details(model, calculator), "threads": n_threads})
+    store.put_model(fp, {**model_details(model, calculator), "threads": n_threads}, keep_both=keep_both_fingerprints)
     supported = set(model.spec.elements) if model.spec.elements else None
     for fid, atoms, chash in todo:
         missing = supported is not None and not set(atoms.get_chemical_symbols()) <= supported

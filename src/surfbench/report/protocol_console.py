@@ -29,7 +29,8 @@ def short_label(row) -> str:
     # a closed-form fit (readout, SNAP) is the same in every preset
     preset = "" if row["method"] in ("readout", "snap", "qsnap") else f" ({row['preset']})"
     extra = f" [{row['overrides']}]" if isinstance(row.get("overrides"), str) and row["overrides"] else ""
-    return f"{row['method']}{how}{preset}{extra}, {row['size']}"
+    mark = f" [{row['not_converged']}]" if isinstance(row.get("not_converged"), str) and row["not_converged"] else ""
+    return f"{row['method']}{how}{preset}{extra}, {row['size']}{mark}"
 
 
 def protocol_rich_table(table: pd.DataFrame, title: str, elements: bool = False) -> Table:

@@ -19,7 +19,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from surfbench.data.frames import Frame
 
@@ -46,6 +46,18 @@ class TrainJob:
     device: str = "cpu"
     seed: int = 0
     foundation: str | None = None  # registry name or file of the model fine-tuned from
+    #: wall-clock time (``time.time()``, s) by which an iterative fit stops cleanly with what it
+    #: has (``surfbench train --max-minutes``); not part of the configuration (a resumed fit with
+    #: another budget is the same fit). Only drivers that checkpoint honour it (MTP).
+    deadline: float | None = None
+    #: where a long fit reports its progress (a line per checkpoint), or None
+    echo: Callable[[str], None] | None = None
+
+
+#: settings that only say when an iterative fit stops (its cap, its tolerance, a timeout): a fit
+#: that differs from another only in these is the same fit, stopped elsewhere; it keeps its name
+#: (:func:`surfbench.training.pipeline.curve_id`) and continues from its checkpoint (MTP)
+STOPPING_SETTINGS = frozenset({"maxiter", "rel_tol", "timeout_s"})
 
 
 @dataclass
@@ -60,6 +72,11 @@ class TrainedModel:
     log_path: Path | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch losses/errors, if known
     cpu_s: float | None = None  # CPU time (user + system, s) of the training, where measured
+    #: did the fit reach its convergence criterion? True for closed-form fits and for iterative
+    #: fits that met theirs; False when it stopped at its budget or iteration cap (the model is
+    #: usable and marked "not converged" in the registry and every table); None: not known (deep
+    #: trainings stopped by their epoch count or early stopping)
+    converged: bool | None = None
 
 
 class Trainer(ABC):

@@ -64,6 +64,17 @@ def _label(row) -> str:
     return f"{row['method']} {kind} ({row['preset']}, {els.replace(',', '-')}, seed {row['seed']})"
 
 
+def not_converged(grp: pd.DataFrame) -> str:
+    """``""``, or the mark of trainings (the folds of one curve and size) whose fit stopped
+    before it converged (an iterative fit at its budget or iteration cap: ``converged`` 0)."""
+    if "converged" not in grp.columns:
+        return ""
+    n = int((pd.to_numeric(grp["converged"], errors="coerce") == 0).sum())
+    if not n:
+        return ""
+    return " [NOT CONVERGED]" if len(grp) == 1 else f" [NOT CONVERGED: {n} of {len(grp)} folds]"
+
+
 def _pooled(grp: pd.DataFrame, preds) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bulk, slab) predictions of the trainings ``grp`` (the folds of one curve and size), each
     model's slabs restricted to the slabs it is judged on (all of its elements' before protocols)."""
@@ -122,7 +133,8 @@ def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
             numbers = surface_numbers(b, s, elements) if not s.empty else {}
             one = sg.iloc[0]
             fm = one["frame_metrics"] if len(sg) == 1 and isinstance(one["frame_metrics"], dict) else {}
-            rows.append({**base, "model": one["name"] if len(sg) == 1 else f"{curve} [{size}, {len(sg)} folds]",
+            rows.append({**base, "model": (one["name"] if len(sg) == 1 else f"{curve} [{size}, {len(sg)} folds]")
+                         + not_converged(sg), "not_converged": not_converged(sg).strip(" []"),
                          "fingerprint": one["fingerprint"] if len(sg) == 1 else ",".join(sorted(sg["fingerprint"].dropna())),
                          "n_train": int(sg["n_train"].median()), "size": size, "n_folds": int(len(sg)), **numbers,
                          "energy_rmse_ev_per_atom": fm.get("energy_rmse_ev_per_atom", math.nan),
@@ -132,7 +144,7 @@ def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
     cols = ["curve", "label", "method", "mode", "kind", "foundation", "preset", "elements", "seed", "include_surfaces",
             "dataset", "protocol", "model", "fingerprint", "n_train", "size", "n_folds", "gamma_rmse", "gamma_mae",
             "gamma_mean_signed_error", "n_gamma", "n_slabs", "slab_rmse", "bulk_error", "energy_rmse_ev_per_atom",
-            "force_rmse_ev_per_a", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters"]
+            "force_rmse_ev_per_a", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "not_converged"]
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["curve", "n_train"], kind="stable").reset_index(drop=True)
 
@@ -269,7 +281,7 @@ PROTOCOL_COLUMNS = [
     "protocol", "group", "kind", "n_seen", "label", "preset", "overrides", "method", "foundation", "curve", "size", "elements", "element",
     "n_folds", "n_train", "n_train_slabs", "n_judged", "n_ok", "n_common", "gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi",
     "gamma_mean_signed_error", "gamma_mean_signed_error_lo", "gamma_mean_signed_error_hi", "comparable", "rmse_common", "lowest_right", "lowest_right_tol", "n_elements",
-    "wall_s", "peak_rss_mb", "n_parameters", "fingerprints",
+    "wall_s", "peak_rss_mb", "n_parameters", "fingerprints", "not_converged",
 ]
 
 
@@ -371,7 +383,8 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
             first = meta_rows.iloc[0]
             kind = KIND[first["mode"]]
             members.append(({
-                "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "n_seen": 0, "label": _label(first),
+                "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "n_seen": 0,
+                "label": _label(first) + not_converged(meta_rows), "not_converged": not_converged(meta_rows).strip(" []"),
                 "preset": first["preset"], "overrides": overrides_of(first),
                 "method": first["method"], "foundation": first["foundation"], "curve": curve, "size": size,
                 "elements": elements, "n_folds": int(meta_rows["fold"].nunique()),
@@ -389,7 +402,8 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
             name = run["model"] if isinstance(run["model"], str) else run["fingerprint"]
             kind, seen_ids = kinds.get(run["fingerprint"], (ZERO_SHOT, set()))
             members.append(({"protocol": protocol, "group": name, "kind": kind,
-                             "n_seen": len(seen_ids & set(s["record_id"])), "label": name, "preset": "", "overrides": "", "method": "",
+                             "n_seen": len(seen_ids & set(s["record_id"])), "label": name, "not_converged": "",
+                             "preset": "", "overrides": "", "method": "",
                              "foundation": "", "curve": "", "size": "", "elements": elements, "n_folds": 0,
                              "n_train": 0.0, "n_train_slabs": 0.0, "wall_s": np.nan, "peak_rss_mb": np.nan, "n_parameters": np.nan,
                              "fingerprints": run["fingerprint"]}, s))

@@ -9,13 +9,27 @@ preset (``min_dist_a``, ``cutoff_a``, Angstrom) and ``species_count`` set to the
 elements. Settings:
 
 * ``level``: the MTP level (the paper's MTPs: 16 to 24, cut-offs 4.0 to 5.7 Angstrom);
-* ``maxiter``: iterations of the L-BFGS-B fit (motep has no epochs, no validation-based early
-  stopping: ``epochs`` and ``patience`` do not apply);
+* ``maxiter``: the cap on L-BFGS-B iterations of the whole fit (motep has no epochs, no
+  validation-based early stopping: ``epochs`` and ``patience`` do not apply);
+* ``chunk_iter``, ``rel_tol``: the fit runs as chunks of at most ``chunk_iter`` iterations, each
+  a ``motep train`` that starts from the previous chunk's parameters (the checkpoint); it has
+  *converged* when L-BFGS-B stops on its own criterion inside a chunk (scipy's relative
+  reduction of the loss, ``ftol``, or the projected gradient, ``gtol``) or when a whole chunk
+  lowers the loss by a relative ``rel_tol`` or less. A fit that reaches ``maxiter`` first, or
+  the budget of ``surfbench train --max-minutes`` (:attr:`TrainJob.deadline`), keeps its last
+  checkpoint as the model and is marked *not converged* (registry note, trainings table, every
+  table of trained models); a later run with the same configuration continues it;
 * loss weights, motep's (and MLIP-2's) convention: ``energy_weight`` x squared error of the
   energy per atom ((eV/atom)^2) + ``force_weight`` x squared error of the force components
   ((eV/A)^2) + ``stress_weight`` x squared error of stress x volume (eV^2), each averaged per
   configuration. Stress is written (eV/Angstrom^3, ASE convention, which motep reads through
   ASE) only when every training frame has one; otherwise ``stress_weight`` is set to 0.
+
+Checkpoints and resume: after every chunk the parameters go to ``checkpoint.mtp`` and the loss
+history to ``fit-state.json`` (both replaced atomically) in the model's folder, so a fit killed at
+any point (SIGKILL included) loses at most one chunk: the next ``surfbench train`` with the same
+configuration finds the state (keyed by the training frames and settings) and continues from the
+checkpoint. Each chunk's motep output is kept as ``chunk-NNN.log``.
 
 The result ``final.mtp`` lies beside the ``motep.toml`` it was trained with, whose
 ``[common] species`` names the elements; the registry entry also gives them
@@ -26,15 +40,18 @@ device.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from ase.data import atomic_numbers
 
-from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob
+from surfbench.training.base import SCRATCH, STOPPING_SETTINGS, TrainedModel, Trainer, TrainingError, TrainJob
 from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
@@ -100,20 +117,134 @@ def _motep_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "motep"]
 
 
-def setting_toml(species: list[int], seed: int, s: dict, use_stress: bool) -> str:
+def setting_toml(species: list[int], seed: int, s: dict, use_stress: bool, *, initial: str = "initial.mtp",
+                 final: str = "final.mtp", maxiter: int | None = None) -> str:
     return (
         "[common]\n"
         f"species = {species}\n"
         f"seed = {int(seed)}\n"
         '[configurations]\ntraining = ["training.xyz"]\n'
-        '[potentials]\ninitial = "initial.mtp"\nfinal = "final.mtp"\n'
+        f'[potentials]\ninitial = "{initial}"\nfinal = "{final}"\n'
         "[loss]\n"
         f"energy_weight = {float(s['energy_weight'])}\n"
         f"forces_weight = {float(s['force_weight'])}\n"
         f"stress_weight = {float(s['stress_weight']) if use_stress else 0.0}\n"
         '[[steps]]\nmethod = "L-BFGS-B"\n'
-        f"kwargs = {{options = {{maxiter = {int(s['maxiter'])}}}}}\n"
+        f"kwargs = {{options = {{maxiter = {int(maxiter if maxiter is not None else s['maxiter'])}}}}}\n"
     )
+
+
+STATE_FILE = "fit-state.json"
+_STOPPING = STOPPING_SETTINGS | {"threads"}
+CHECKPOINT = "checkpoint.mtp"
+_LOSS = re.compile(r"^loss (\d+): (\S+)\s*$", re.MULTILINE)
+_SUCCESS = re.compile(r"^\s*Success: (True|False)\s*$", re.MULTILINE)
+
+
+def chunk_outcome(log_text: str) -> tuple[list[float], bool | None]:
+    """(losses per iteration, the first being the start's; whether L-BFGS-B stopped on its own
+    criterion: True/False, None when motep printed no result) from one chunk's motep output."""
+    losses = [float(v) for _, v in _LOSS.findall(log_text)]
+    found = _SUCCESS.findall(log_text)
+    return losses, (found[-1] == "True") if found else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fit_key(work: Path, s: dict) -> str:
+    """What a checkpoint belongs to: the training frames, the untrained start and every setting
+    that changes the path of the fit; not those that only say when to stop (``maxiter``,
+    ``rel_tol``, ``timeout_s``: raising the cap continues a fit) nor the thread count."""
+    h = hashlib.sha256()
+    for name in ("training.xyz", "initial.mtp"):
+        h.update((work / name).read_bytes())
+    h.update(json.dumps({k: v for k, v in sorted(s.items()) if k not in _STOPPING}, default=str).encode())
+    return h.hexdigest()
+
+
+def _load_state(work: Path, key: str) -> dict:
+    path = work / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict) or state.get("key") != key or not (work / CHECKPOINT).is_file():
+        return {"key": key, "chunks": [], "converged": False, "reason": ""}
+    return state
+
+
+def fit_chunks(work: Path, s: dict, species: list[int], seed: int, use_stress: bool, *, name: str,
+               deadline: float | None = None, echo=None) -> dict:
+    """Run (or continue) the chunked L-BFGS-B fit in ``work`` (module docs); the fit state:
+    ``chunks`` (iterations, start and end loss, wall and CPU s, peak RSS MB of each),
+    ``converged``, ``reason`` (why it stopped)."""
+    from surfbench.models.loaders.mtp import normalise_mtp_text
+
+    maxiter, chunk = int(s["maxiter"]), max(1, int(s.get("chunk_iter") or s["maxiter"]))
+    rel_tol = float(s.get("rel_tol") or 0.0)
+    state = _load_state(work, _fit_key(work, s))
+    last = state["chunks"][-1] if state["chunks"] else None
+    if state["converged"] and last is not None and not last.get("scipy_success") and \
+            not (rel_tol and last["relative_change"] <= rel_tol):
+        state["converged"], state["reason"] = False, ""  # converged by a looser rel_tol than this run's
+    if state["chunks"] and echo:
+        done = sum(c["iterations"] for c in state["chunks"])
+        echo(f"  mtp ({name}): continuing from its checkpoint after {done} iterations "
+             f"(loss {state['chunks'][-1]['loss_end']:.6g})")
+    while not state["converged"]:
+        done = sum(c["iterations"] for c in state["chunks"])
+        if done >= maxiter:
+            state["reason"] = f"reached maxiter={maxiter} iterations before converging"
+            break
+        remaining = None if deadline is None else deadline - time.time()
+        if remaining is not None and remaining <= 0:
+            state["reason"] = f"stopped at its time budget after {done} iterations"
+            break
+        n = min(chunk, maxiter - done)
+        k = len(state["chunks"])
+        start = CHECKPOINT if state["chunks"] else "initial.mtp"
+        toml = work / "motep-chunk.toml"
+        toml.write_text(setting_toml(species, seed, s, use_stress, initial=start, final="chunk-final.mtp", maxiter=n),
+                        encoding="utf-8")
+        log = work / f"chunk-{k:03d}.log"
+        try:
+            result = run_command([*_motep_command(), "train", toml.name], log, cwd=work, env=thread_env(s.get("threads")),
+                                 timeout_s=remaining if remaining is not None else s.get("timeout_s"),
+                                 what=f"mtp ({name}), chunk {k}")
+        except TrainingError:
+            if deadline is not None and time.time() >= deadline:
+                state["reason"] = f"stopped at its time budget after {done} iterations (chunk {k} cut short)"
+                break
+            raise
+        losses, success = chunk_outcome(log.read_text(encoding="utf-8", errors="replace"))
+        out = work / "chunk-final.mtp"
+        if not out.is_file() or len(losses) < 1:
+            raise TrainingError(f"mtp ({name}): motep's chunk {k} wrote no parameters or printed no loss; log {log}")
+        _write_atomic(work / CHECKPOINT, normalise_mtp_text(out.read_text(encoding="utf-8")))
+        out.unlink()
+        first, last, its = losses[0], losses[-1], len(losses) - 1
+        change = (first - last) / abs(first) if first else 0.0
+        state["chunks"].append({"iterations": its, "loss_start": first, "loss_end": last, "relative_change": change,
+                                "scipy_success": success, "wall_s": result.wall_s, "cpu_s": result.cpu_s,
+                                "peak_rss_mb": result.peak_rss_mb})
+        if success:
+            state["converged"], state["reason"] = True, "L-BFGS-B stopped on its own convergence criterion"
+        elif rel_tol and its > 0 and change <= rel_tol:
+            state["converged"] = True
+            state["reason"] = f"a chunk of {its} iterations lowered the loss by a relative {change:.2e} <= rel_tol {rel_tol:g}"
+        _write_atomic(work / STATE_FILE, json.dumps(state, indent=1))
+        if echo:
+            echo(f"  mtp ({name}): chunk {k}: {its} iterations, loss {first:.6g} -> {last:.6g} "
+                 f"(relative change {change:.2e}){', converged' if state['converged'] else ''}")
+    _write_atomic(work / STATE_FILE, json.dumps(state, indent=1))
+    if not state["chunks"]:
+        raise TrainingError(f"mtp ({name}): {state['reason'] or 'no chunk ran'}, before its first checkpoint; "
+                            "give it a larger budget (--max-minutes); a rerun starts the fit again")
+    return state
 
 
 class MtpTrainer(Trainer):
@@ -135,12 +266,18 @@ class MtpTrainer(Trainer):
             prepare_initial(initial.read_text(encoding="utf-8"), float(s["min_dist_a"]), float(s["cutoff_a"]), len(species)),
             encoding="utf-8",
         )
+        # the whole fit's setting file, as one motep run would take it (the chunks use motep-chunk.toml)
         (work / "motep.toml").write_text(setting_toml(species, job.seed, s, use_stress), encoding="utf-8")
-        result = run_command([*_motep_command(), "train", "motep.toml"], work / "train.log", cwd=work,
-                             env=thread_env(s.get("threads")), timeout_s=s.get("timeout_s"), what=f"mtp ({job.name})")
+        state = fit_chunks(work, s, species, job.seed, use_stress, name=job.name, deadline=job.deadline,
+                           echo=job.echo)
         final = work / "final.mtp"
-        if not final.is_file():
-            raise TrainingError(f"mtp ({job.name}): motep train finished but wrote no final.mtp; log {result.log_path}")
+        shutil.copyfile(work / CHECKPOINT, final)
+        chunks = state["chunks"]
+        iterations = sum(c["iterations"] for c in chunks)
+        history, total = [], 0
+        for c in chunks:
+            total += c["iterations"]
+            history.append({"iteration": total, "loss": c["loss_end"], "relative_change": c["relative_change"]})
         entry = {
             "name": job.name,
             "family": "MTP (moment tensor potential)",
@@ -152,9 +289,15 @@ class MtpTrainer(Trainer):
             "licence": "MIT (motep code; potential trained here)",
             "citation": "Shapeev, Multiscale Model. Simul. 14, 1153 (2016) (MTP); Novikov et al., "
                         "Mach. Learn.: Sci. Technol. 2, 025002 (2021) (MLIP-2)",
+            "note": (f"converged after {iterations} L-BFGS-B iterations: {state['reason']}" if state["converged"]
+                     else f"NOT CONVERGED: {state['reason']}; the parameters of its last checkpoint"),
         }
+        walls = [c["wall_s"] for c in chunks]
+        cpus = [c["cpu_s"] for c in chunks if c.get("cpu_s") is not None]
+        rss = [c["peak_rss_mb"] for c in chunks if c.get("peak_rss_mb") is not None]
         return TrainedModel(
             weights_path=final, registry_entry=entry,
             n_parameters=count_parameters(final.read_text(encoding="utf-8")),
-            wall_s=result.wall_s, peak_rss_mb=result.peak_rss_mb, log_path=result.log_path, cpu_s=result.cpu_s,
+            wall_s=float(sum(walls)), peak_rss_mb=max(rss) if rss else None, log_path=work / f"chunk-{len(chunks) - 1:03d}.log",
+            cpu_s=float(sum(cpus)) if cpus else None, history=history, converged=bool(state["converged"]),
         )

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,7 +42,9 @@ import pandas as pd
 from surfbench.data.frames import Frame
 from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, structure_hash
-from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, TrainingError, TrainJob, get_trainer
+from surfbench.training.base import (
+    FINETUNE, SCRATCH, STOPPING_SETTINGS, TrainedModel, TrainingError, TrainJob, get_trainer,
+)
 from surfbench.training.protocols import FACET_CV, NO_SURFACES, Fold
 from surfbench.training.splits import MLEARN, SlabIndex, TrainingSplit, frame_key
 
@@ -85,13 +88,14 @@ CREATE TABLE IF NOT EXISTS trainings (
     protocol TEXT NOT NULL DEFAULT 'no-surfaces',
     fold TEXT NOT NULL DEFAULT 'all',
     judged TEXT,
-    size TEXT
+    size TEXT,
+    converged INTEGER
 );
 """
 
 #: columns added after the table's first release: (name, SQL type and default)
 _ADDED_COLUMNS = (("protocol", "TEXT NOT NULL DEFAULT 'no-surfaces'"), ("fold", "TEXT NOT NULL DEFAULT 'all'"),
-                  ("judged", "TEXT"), ("size", "TEXT"))
+                  ("judged", "TEXT"), ("size", "TEXT"), ("converged", "INTEGER"))
 
 #: JSON columns of the trainings table
 JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot", "judged")
@@ -133,9 +137,10 @@ def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
                                      "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
                                      "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
                                      "weights", "log", "config_hash", "created_at", "protocol", "fold", "size",
-                                     "curve_elements"])
+                                     "converged", "curve_elements"])
     df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
-    for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None)):
+    for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None),
+                          ("converged", None)):
         if name not in df.columns:  # a store of an earlier release, opened read-only
             df[name] = default
     df["size"] = [str(n) if not isinstance(v, str) else v for v, n in zip(df["size"], df["n_train"])]
@@ -225,6 +230,8 @@ def curve_id(method: str, mode: str, foundation: str | None, preset: str, elemen
         parts.append("with-surfaces")
     if protocol != NO_SURFACES:  # no-surfaces curves keep the names they had before protocols
         parts.append(protocol)
+    # a different cap or tolerance (STOPPING_SETTINGS) is the same model, continued or stopped elsewhere
+    overrides = {k: v for k, v in (overrides or {}).items() if k not in STOPPING_SETTINGS}
     if overrides:
         parts.append("x" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:6])
     return "-".join(parts) + f"-s{seed}"
@@ -303,19 +310,21 @@ def test_frames(split: TrainingSplit, settings: dict[str, Any]) -> list[Frame]:
 
 def evaluate_model(store: ResultStore, name: str, dataset: Dataset, test: Sequence[Frame], frameset: str, *,
                    device: str = "cpu", threads: int | None = None, echo: Echo = print,
-                   judged: Sequence[str] | None = None) -> tuple[str, dict, dict]:
+                   judged: Sequence[str] | None = None, keep_both: bool = False) -> tuple[str, dict, dict]:
     """Evaluate a registered model on the slabs and bulks of ``dataset`` (the normal runner)
     and on the ``test`` frames (single points); (fingerprint, surface metrics over the
-    ``judged`` slabs (all when None), frame metrics)."""
+    ``judged`` slabs (all when None), frame metrics). ``keep_both``: the name is stored with
+    another fingerprint that this model replaces (a fit continued from its checkpoint): both are
+    kept, apart by fingerprint (the trainings table names the current one)."""
     from surfbench.evaluation.frames import evaluate_frames
     from surfbench.evaluation.runner import run
     from surfbench.models import ModelLoadError, load_model
 
     try:
         model = load_model(name, device=device)
-        summary = run(dataset, model, store, "static", threads=threads)
+        summary = run(dataset, model, store, "static", threads=threads, keep_both_fingerprints=keep_both)
         if test:
-            evaluate_frames(_frame_items(test), model, store, frameset, threads=threads)
+            evaluate_frames(_frame_items(test), model, store, frameset, threads=threads, keep_both_fingerprints=keep_both)
     except ModelLoadError as exc:
         raise TrainingError(f"evaluating {name}: {exc}") from exc
     echo(f"  {name}: {summary.computed} structures computed, {summary.reused} reused, {summary.failed} failed")
@@ -342,6 +351,7 @@ class TrainingResult:
     frames: dict[str, Any] = field(default_factory=dict)
     fold: str = "all"
     judged: tuple[str, ...] = ()
+    converged: bool | None = None  # TrainedModel.converged: False marks a fit stopped before it converged
 
 
 def _config_hash(job: TrainJob, data: str) -> str:
@@ -399,6 +409,7 @@ def train_one(
     store: ResultStore, fold: Fold, method: str, mode: str, settings: dict[str, Any], n_train: int,
     curve: str, *, size: str | None = None, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
     threads: int | None = None, zero_shot: TrainingResult | None = None, echo: Echo = print,
+    deadline: float | None = None,
 ) -> TrainingResult:
     """Train (or reuse), register, evaluate and record one model of a curve: one fold of its
     protocol, judged on the fold's slabs (facet-cv folds: on those slabs only, no test frames)."""
@@ -408,13 +419,14 @@ def train_one(
     job = TrainJob(
         method=method, mode=mode, train=split.subset(n_train), valid=list(split.valid), elements=split.elements,
         settings=dict(settings), workdir=store_dir / TRAINED_DIR / name, name=name, device=device, seed=seed,
-        foundation=foundation,
+        foundation=foundation, deadline=deadline, echo=echo,
     )
     if threads:
         job.settings.setdefault("threads", threads)
     config_hash = _config_hash(job, data)
     previous = get_training(store, name)
-    reuse = (previous is not None and previous["config_hash"] == config_hash
+    # a fit recorded as not converged (stopped at its budget or iteration cap) is continued, not reused
+    reuse = (previous is not None and previous["config_hash"] == config_hash and previous.get("converged") != 0
              and (store_dir / previous["weights"]).exists() and registry_file(store_dir).is_file())
     quiet = fold.protocol == FACET_CV  # dozens of folds: one line each
     if reuse:
@@ -425,6 +437,7 @@ def train_one(
         use_project(store_dir)
         wall, cpu, rss, params = previous["wall_s"], previous["cpu_s"], previous["peak_rss_mb"], previous["n_parameters"]
         settings_used, history, weights, log = previous["settings"], previous["history"], previous["weights"], previous["log"]
+        converged = None if previous.get("converged") is None or pd.isna(previous["converged"]) else bool(previous["converged"])
     else:
         if not quiet:
             echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on "
@@ -432,16 +445,18 @@ def train_one(
         trained = get_trainer(method).train(job)
         write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data, dataset))
         wall, cpu, rss, params = trained.wall_s, trained.cpu_s, trained.peak_rss_mb, trained.n_parameters
-        settings_used, history = job.settings, trained.history
+        settings_used, history, converged = job.settings, trained.history, trained.converged
         weights = os.path.relpath(Path(trained.weights_path).resolve(), store_dir.resolve())
         log = os.path.relpath(Path(trained.log_path).resolve(), store_dir.resolve()) if trained.log_path else None
         if not quiet:
             echo(f"  trained in {wall:.0f} s (CPU {cpu or float('nan'):.0f} s), peak memory "
-                 f"{rss or float('nan'):.0f} MB, {params or '?'} parameters")
+                 f"{rss or float('nan'):.0f} MB, {params or '?'} parameters"
+                 + ("; NOT CONVERGED (a rerun continues it)" if converged is False else ""))
     test = [] if fold.protocol == FACET_CV else test_frames(split, settings)
     fingerprint, surface, frames = evaluate_model(
         store, name, judged_dataset(dataset, fold.judged), test, frameset_of(data), device=device,
-        threads=threads, echo=(lambda _: None) if quiet else echo, judged=fold.judged)
+        threads=threads, echo=(lambda _: None) if quiet else echo, judged=fold.judged,
+        keep_both=previous is not None and not reuse)  # retrained under its name (a continued fit)
     if quiet:
         echo(f"  fold {fold.name}: {len(job.train)} frames ({len(split.slab_frames)} slabs of other facets), "
              f"{'reused' if reuse else f'trained in {wall:.1f} s'}; gamma error on "
@@ -460,9 +475,10 @@ def train_one(
         "config_hash": config_hash, "created_at": previous["created_at"] if reuse else _now(),
         "protocol": fold.protocol, "fold": fold.name, "judged": list(fold.judged),
         "size": size or str(len(job.train)),
+        "converged": None if converged is None else int(converged),
     })
     return TrainingResult(name, fingerprint, len(job.train), reuse, wall, rss, params, surface, frames,
-                          fold.name, tuple(fold.judged))
+                          fold.name, tuple(fold.judged), converged)
 
 
 def _fmt_gamma(surface: dict[str, Any]) -> str:
@@ -529,13 +545,16 @@ def train_curve(
     download: bool = True,
     echo: Echo = print,
     protocol: str = NO_SURFACES,
+    max_minutes: float | None = None,
 ) -> CurveResult:
     """``surfbench train``: train ``method`` from scratch (``source="scratch"``) or fine-tuned
     from ``source`` (a registry name or a model file/folder) on nested subsets of the
     leakage-safe training frames of ``elements`` (one model per size in ``sizes``; all pool
     frames when None) under ``protocol`` (:mod:`surfbench.training.protocols`: one fold, or one
     per element and facet for facet-cv), each judged on its slabs of ``dataset`` (default
-    ``mlearn-surfaces`` for the mlearn data) and recorded in the store of ``store_dir``."""
+    ``mlearn-surfaces`` for the mlearn data) and recorded in the store of ``store_dir``.
+    ``max_minutes``: the budget of the whole command's iterative fits (MTP): a fit still running
+    then stops cleanly at its last checkpoint, is marked not converged, and a rerun continues it."""
     from surfbench.data.mlearn import ELEMENTS as MLEARN_ELEMENTS
     from surfbench.data.registry import load_dataset
     from surfbench.models.registry import use_project
@@ -547,6 +566,9 @@ def train_curve(
         check_protocol(protocol)
     except ProtocolError as exc:
         raise TrainingError(str(exc)) from None
+    if max_minutes is not None and not max_minutes > 0:
+        raise TrainingError(f"--max-minutes must be positive, got {max_minutes}")
+    deadline = None if max_minutes is None else time.time() + 60.0 * max_minutes
     mode = SCRATCH if source == SCRATCH else FINETUNE
     foundation = None if mode == SCRATCH else source
     elements = tuple(elements)
@@ -602,5 +624,6 @@ def train_curve(
             for label, n in _sizes(sizes, fold.split):
                 result.models.append(train_one(
                     store, fold, method, mode, settings, n, curve, size=label, foundation=foundation, data=data, dataset=ds,
-                    device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo))
+                    device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo,
+                    deadline=deadline))
     return result

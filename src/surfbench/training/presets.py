@@ -78,7 +78,9 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "mtp": {
             # the paper's MTP [Ong21]: levels 16-24, cut-offs 4.0-5.7 A (its Table S2)
-            "level": 16, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 2000,
+            # to convergence (training/mtp.py): chunks of 250 L-BFGS-B iterations, checkpointed,
+            # until L-BFGS-B's own criterion or a chunk lowering the loss by less than 1e-4
+            "level": 16, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 20000, "chunk_iter": 250, "rel_tol": 1e-4,
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {
@@ -109,7 +111,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "radial_mlp_depth": 1, "radial_mlp_width": 32, "parity": False,
         },
         "mtp": {
-            "level": 8, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 200,
+            "level": 8, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 1000, "chunk_iter": 100, "rel_tol": 1e-3,
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {
@@ -140,7 +142,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "radial_mlp_depth": 1, "radial_mlp_width": 16, "parity": False,
         },
         "mtp": {
-            "level": 4, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 100,
+            "level": 4, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 100, "chunk_iter": 50, "rel_tol": 1e-3,
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {

@@ -268,7 +268,8 @@ class ReadoutTrainer(Trainer):
         info = readout.info
         history = [{"alpha": c["alpha"], "cv_rmse_ev_per_atom": c["cv_rmse_ev_per_atom"]} for c in info["cv_curve"]]
         return TrainedModel(weights_path=path, registry_entry=entry, n_parameters=readout.n_parameters, wall_s=wall,
-                            peak_rss_mb=peak_rss_self_mb(), history=history, cpu_s=cpu)
+                            peak_rss_mb=peak_rss_self_mb(), history=history, cpu_s=cpu,
+                            converged=True)  # closed form
 
 
 def readout_summary(path: str | os.PathLike) -> dict[str, Any]:

@@ -484,7 +484,7 @@ class SnapTrainer(Trainer):
         history = [{"element": r["element"], **{k: v for k, v in t.items()}} for r in records for t in r["trials"]]
         return TrainedModel(weights_path=folder, registry_entry=entry, n_parameters=n_params,
                             wall_s=time.perf_counter() - t0, peak_rss_mb=peak_rss_self_mb(), history=history,
-                            cpu_s=time.process_time() - c0)
+                            cpu_s=time.process_time() - c0, converged=True)  # closed form
 
 
 class QSnapTrainer(SnapTrainer):
