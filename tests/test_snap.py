@@ -165,3 +165,34 @@ def test_fidelity_against_zuo_on_the_real_data(element, data_dir, tmp_path, monk
     assert g_ours <= g_zuo + 0.05, numbers
     fit = json.loads((tmp_path / "trained" / trained.name / "fit.json").read_text())
     assert fit[0]["force_weight"] in [t["force_weight"] for t in fit[0]["trials"]] and len(fit[0]["trials"]) == 7
+
+
+@pytest.mark.slow
+def test_a_fitted_qsnap_runs_in_every_protocol_and_in_md(data_dir, tmp_path):
+    """``surfbench train --method qsnap -e Mo --protocol mlearn-split`` fits, registers and
+    evaluates; the fitted potential then runs through ``surfbench run`` in the relaxed and
+    model-built protocols and through ``surfbench md`` like any registered model."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from surfbench.cli import app
+    from surfbench.evaluation.store import ResultStore
+
+    runner = CliRunner(env={"COLUMNS": "250", "SURFBENCH_DATA_DIR": str(data_dir)})
+    out = runner.invoke(app, ["train", "--method", "qsnap", "-e", "Mo", "--protocol", "mlearn-split",
+                              "--store", str(tmp_path), "--threads", "1"])
+    assert out.exit_code == 0, out.output
+    (entry,) = yaml.safe_load((tmp_path / "trained-models.yaml").read_text())["models"]
+    name = entry["name"]
+    assert entry["backend"].endswith("LammpsBackend") and entry["trained_on"]["records"]
+    with ResultStore(tmp_path) as store:
+        static = store.results("mlearn-surfaces", load_model(name).fingerprint.id, "static")
+    assert set(static["status"]) == {"ok"} and len(static) >= 3  # the Mo bulk and its 2 test-split slabs
+    for protocol in ("relaxed", "model-built"):
+        out = runner.invoke(app, ["run", "-m", name, "-e", "Mo", "--protocol", protocol, "-w", str(tmp_path),
+                                  "--threads", "1"])
+        assert out.exit_code == 0, (protocol, out.output)
+        assert " 0 failed" in out.output, (protocol, out.output)
+    out = runner.invoke(app, ["md", "--model", name, "-w", str(tmp_path), "--steps", "20", "--threads", "1"])
+    assert out.exit_code == 0, out.output
+    assert "Mo" in out.output and "stable" in out.output.lower(), out.output

@@ -119,7 +119,7 @@ def load_dataset(name: str, data_dir: Path | None, split: str, *, cached: bool =
     return ds.select(splits=SPLIT_CHOICES[split])
 
 
-ElementsOpt = Annotated[Optional[str], typer.Option("--elements", help="Only slabs of these elements, comma-separated (e.g. Mo,Si), with their bulks.")]
+ElementsOpt = Annotated[Optional[str], typer.Option("--elements", "-e", help="Only slabs of these elements, comma-separated (e.g. Mo,Si), with their bulks.")]
 MillerOpt = Annotated[Optional[str], typer.Option("--miller", help="Only slabs of these Miller indices, comma-separated: 110,211 or '1 1 0' or '(1,1,0)'.")]
 
 

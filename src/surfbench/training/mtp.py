@@ -212,8 +212,9 @@ def fit_chunks(work: Path, s: dict, species: list[int], seed: int, use_stress: b
                         encoding="utf-8")
         log = work / f"chunk-{k:03d}.log"
         try:
+            limits = [x for x in (remaining, s.get("timeout_s")) if x is not None]
             result = run_command([*_motep_command(), "train", toml.name], log, cwd=work, env=thread_env(s.get("threads")),
-                                 timeout_s=remaining if remaining is not None else s.get("timeout_s"),
+                                 timeout_s=min(limits) if limits else None,
                                  what=f"mtp ({name}), chunk {k}")
         except TrainingError:
             if deadline is not None and time.time() >= deadline:
@@ -226,9 +227,9 @@ def fit_chunks(work: Path, s: dict, species: list[int], seed: int, use_stress: b
             raise TrainingError(f"mtp ({name}): motep's chunk {k} wrote no parameters or printed no loss; log {log}")
         _write_atomic(work / CHECKPOINT, normalise_mtp_text(out.read_text(encoding="utf-8")))
         out.unlink()
-        first, last, its = losses[0], losses[-1], len(losses) - 1
-        change = (first - last) / abs(first) if first else 0.0
-        state["chunks"].append({"iterations": its, "loss_start": first, "loss_end": last, "relative_change": change,
+        loss0, loss1, its = losses[0], losses[-1], len(losses) - 1
+        change = (loss0 - loss1) / abs(loss0) if loss0 else 0.0
+        state["chunks"].append({"iterations": its, "loss_start": loss0, "loss_end": loss1, "relative_change": change,
                                 "scipy_success": success, "wall_s": result.wall_s, "cpu_s": result.cpu_s,
                                 "peak_rss_mb": result.peak_rss_mb})
         if success:
@@ -238,7 +239,7 @@ def fit_chunks(work: Path, s: dict, species: list[int], seed: int, use_stress: b
             state["reason"] = f"a chunk of {its} iterations lowered the loss by a relative {change:.2e} <= rel_tol {rel_tol:g}"
         _write_atomic(work / STATE_FILE, json.dumps(state, indent=1))
         if echo:
-            echo(f"  mtp ({name}): chunk {k}: {its} iterations, loss {first:.6g} -> {last:.6g} "
+            echo(f"  mtp ({name}): chunk {k}: {its} iterations, loss {loss0:.6g} -> {loss1:.6g} "
                  f"(relative change {change:.2e}){', converged' if state['converged'] else ''}")
     _write_atomic(work / STATE_FILE, json.dumps(state, indent=1))
     if not state["chunks"]:
