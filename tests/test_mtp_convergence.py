@@ -116,6 +116,14 @@ def test_budget_stops_at_the_last_checkpoint(tmp_path, data_dir):
         fit_chunks(work, s, [29], 0, False, name="t", deadline=time.time() - 1)
     one = fit_chunks(work, {**s, "maxiter": 4}, [29], 0, False, name="t")
     assert len(one["chunks"]) == 1
+    # seed 0 is a seed (motep itself would draw a random one for 0): the same start, the same loss
+    again = tmp_path / "again"
+    again.mkdir()
+    for name in ("training.xyz", "initial.mtp"):
+        (again / name).write_bytes((work / name).read_bytes())
+    two = fit_chunks(again, {**s, "maxiter": 4}, [29], 0, False, name="t")
+    assert two["chunks"][0]["loss_start"] == pytest.approx(one["chunks"][0]["loss_start"], rel=1e-12)
+    assert (again / CHECKPOINT).read_text() == (work / CHECKPOINT).read_text()
     # then the budget runs out: the fit stops cleanly at that checkpoint, not converged
     state = fit_chunks(work, s, [29], 0, False, name="t", deadline=time.time() - 1)
     assert len(state["chunks"]) == 1 and not state["converged"]

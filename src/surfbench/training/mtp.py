@@ -122,7 +122,9 @@ def setting_toml(species: list[int], seed: int, s: dict, use_stress: bool, *, in
     return (
         "[common]\n"
         f"species = {species}\n"
-        f"seed = {int(seed)}\n"
+        # motep draws a random seed when given 0 (``seed or <entropy>``): surfbench's seed s is
+        # motep's s + 1, so that every seed, 0 included, gives the same starting parameters
+        f"seed = {int(seed) + 1}\n"
         '[configurations]\ntraining = ["training.xyz"]\n'
         f'[potentials]\ninitial = "{initial}"\nfinal = "{final}"\n'
         "[loss]\n"
