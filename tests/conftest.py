@@ -32,6 +32,15 @@ needs_data = needs_shared(
     reason=f"real mlearn data not found at {SHARED_DATA} (the shared/data folder beside the repository)",
 )
 
+#: model files of the shared folder (untrained MTPs, matgl folders, ...)
+SHARED_MODELS = REPO.parent / "shared" / "models"
+#: the MTP trainings: the real data and motep's untrained level-4 MTP
+needs_mtp_inputs = [
+    needs_data,
+    needs_shared(SHARED_MODELS / "mtp" / "level04-initial.mtp",
+                 reason=f"no untrained MTP files at {SHARED_MODELS / 'mtp'} (shared/models beside the repository)"),
+]
+
 
 def pytest_configure(config):
     config.addinivalue_line(

@@ -20,16 +20,12 @@ from surfbench.models import registry
 from surfbench.training.base import TrainingError
 from surfbench.training.mtp import CHECKPOINT, STATE_FILE, chunk_outcome, fit_chunks
 from surfbench.training.pipeline import train_curve, trainings
-from tests.conftest import REPO, needs_data, needs_shared
+from tests.conftest import SHARED_MODELS, needs_mtp_inputs
 
 pytest.importorskip("motep.calculator", reason="motep is not installed (pip install torch==2.13.0 'motep>=0.2,<0.3')")
 
-MODEL_DIR = REPO.parent / "shared" / "models"
-pytestmark = [
-    needs_data,
-    needs_shared(MODEL_DIR / "mtp" / "level04-initial.mtp",
-                 reason=f"no untrained MTP files at {MODEL_DIR / 'mtp'} (shared/models beside the repository)"),
-]
+MODEL_DIR = SHARED_MODELS
+pytestmark = needs_mtp_inputs
 
 
 @pytest.fixture(autouse=True)

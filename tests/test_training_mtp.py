@@ -14,17 +14,13 @@ from typer.testing import CliRunner
 from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
 from surfbench.training.pipeline import train_curve, trainings
-from tests.conftest import REPO, needs_data, needs_shared
+from tests.conftest import SHARED_MODELS, needs_mtp_inputs
 from tests.training_checks import check_curve
 
 pytest.importorskip("motep.calculator", reason="motep is not installed (pip install torch==2.13.0 'motep>=0.2,<0.3')")
 
-MODEL_DIR = REPO.parent / "shared" / "models"
-pytestmark = [
-    needs_data,
-    needs_shared(MODEL_DIR / "mtp" / "level04-initial.mtp",
-                 reason=f"no untrained MTP files at {MODEL_DIR / 'mtp'} (shared/models beside the repository)"),
-]
+MODEL_DIR = SHARED_MODELS
+pytestmark = needs_mtp_inputs
 # one chunk of 60 iterations that counts as converged (rel_tol 1): a not-converged fit would be
 # continued by the rerun below instead of reused (tests/test_mtp_convergence.py)
 OVERRIDES = {"n_valid": 1, "maxiter": 60, "chunk_iter": 60, "rel_tol": 1.0, "threads": 2}
