@@ -9,6 +9,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from surfbench.training.curves import marked
+
 
 def _f(x, digits: int = 3, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -29,8 +31,8 @@ def short_label(row) -> str:
     # a closed-form fit (readout, SNAP) is the same in every preset
     preset = "" if row["method"] in ("readout", "snap", "qsnap") else f" ({row['preset']})"
     extra = f" [{row['overrides']}]" if isinstance(row.get("overrides"), str) and row["overrides"] else ""
-    mark = f" [{row['not_converged']}]" if isinstance(row.get("not_converged"), str) and row["not_converged"] else ""
-    return f"{row['method']}{how}{preset}{extra}, {row['size']}{mark}"
+    mark = row.get("not_converged")
+    return marked(f"{row['method']}{how}{preset}{extra}, {row['size']}", mark if isinstance(mark, str) else "")
 
 
 def protocol_rich_table(table: pd.DataFrame, title: str, elements: bool = False) -> Table:

@@ -66,13 +66,19 @@ def _label(row) -> str:
 
 def not_converged(grp: pd.DataFrame) -> str:
     """``""``, or the mark of trainings (the folds of one curve and size) whose fit stopped
-    before it converged (an iterative fit at its budget or iteration cap: ``converged`` 0)."""
+    before it converged (an iterative fit at its budget or iteration cap: ``converged`` 0):
+    ``"NOT CONVERGED"`` or ``"NOT CONVERGED: k of n folds"``."""
     if "converged" not in grp.columns:
         return ""
     n = int((pd.to_numeric(grp["converged"], errors="coerce") == 0).sum())
     if not n:
         return ""
-    return " [NOT CONVERGED]" if len(grp) == 1 else f" [NOT CONVERGED: {n} of {len(grp)} folds]"
+    return "NOT CONVERGED" if len(grp) == 1 else f"NOT CONVERGED: {n} of {len(grp)} folds"
+
+
+def marked(label: str, mark: str) -> str:
+    """``label`` with its not-converged mark (:func:`not_converged`) in brackets, if any."""
+    return f"{label} [{mark}]" if mark else label
 
 
 def _pooled(grp: pd.DataFrame, preds) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -133,8 +139,9 @@ def curve_table(store: ResultStore, dataset: str | None = None) -> pd.DataFrame:
             numbers = surface_numbers(b, s, elements) if not s.empty else {}
             one = sg.iloc[0]
             fm = one["frame_metrics"] if len(sg) == 1 and isinstance(one["frame_metrics"], dict) else {}
-            rows.append({**base, "model": (one["name"] if len(sg) == 1 else f"{curve} [{size}, {len(sg)} folds]")
-                         + not_converged(sg), "not_converged": not_converged(sg).strip(" []"),
+            mark = not_converged(sg)
+            rows.append({**base, "model": marked(one["name"] if len(sg) == 1 else f"{curve} [{size}, {len(sg)} folds]", mark),
+                         "not_converged": mark,
                          "fingerprint": one["fingerprint"] if len(sg) == 1 else ",".join(sorted(sg["fingerprint"].dropna())),
                          "n_train": int(sg["n_train"].median()), "size": size, "n_folds": int(len(sg)), **numbers,
                          "energy_rmse_ev_per_atom": fm.get("energy_rmse_ev_per_atom", math.nan),
@@ -382,9 +389,10 @@ def protocol_table(store: ResultStore, dataset: str, *, curves: list[str] | None
             meta_rows = tr[(tr["curve"] == curve) & (tr["size"] == size)]
             first = meta_rows.iloc[0]
             kind = KIND[first["mode"]]
+            mark = not_converged(meta_rows)
             members.append(({
                 "protocol": protocol, "group": f"{curve} [{size}]", "kind": kind, "n_seen": 0,
-                "label": _label(first) + not_converged(meta_rows), "not_converged": not_converged(meta_rows).strip(" []"),
+                "label": marked(_label(first), mark), "not_converged": mark,
                 "preset": first["preset"], "overrides": overrides_of(first),
                 "method": first["method"], "foundation": first["foundation"], "curve": curve, "size": size,
                 "elements": elements, "n_folds": int(meta_rows["fold"].nunique()),
