@@ -91,3 +91,46 @@ def test_bad_jobs_are_refused(tmp_path, frames):
         job = _job(tmp_path, frames, "chgnet-wrong")
         job.foundation = "emt"
         trainer.train(job)
+
+
+def test_a_continued_run_ends_where_an_uninterrupted_one_does(tmp_path, frames):
+    """Checkpoint after every epoch (issue 28): three epochs in one run, or a run killed after
+    two and continued (here: the state file said running, as a SIGKILL leaves it), give the same
+    losses; the shuffling generator, optimiser and cosine schedule continue where they were."""
+    import json
+    import time
+
+    from surfbench.training.epochs import STATE_FILE
+
+    fast = {"batch_size": 1, "threads": 1, "epochs": 3}
+    trainer = get_trainer("chgnet")
+    whole = trainer.train(_job(tmp_path, frames, "whole", **fast))
+    assert whole.state == "epoch-cap" and whole.converged is False and len(whole.history) == 3
+    assert whole.registry_entry["note"].startswith("NOT CONVERGED (epoch-cap")
+    # stop after epoch 2 as a budget does, then continue with --resume
+    job = _job(tmp_path, frames, "pieces", **fast)
+    job.deadline = time.time() + 3600
+    from surfbench.training.epochs import EpochRun
+
+    original = EpochRun.time_left_for_epoch
+    EpochRun.time_left_for_epoch = lambda self: len(self.epoch_times) < 2
+    try:
+        part = trainer.train(job)
+    finally:
+        EpochRun.time_left_for_epoch = original
+    assert part.state == "budget-stopped" and len(part.history) == 2
+    state = json.loads((tmp_path / "pieces" / STATE_FILE).read_text())
+    assert state["epochs_done"] == 2
+    job = _job(tmp_path, frames, "pieces", **fast)
+    job.resume = True
+    cont = trainer.train(job)
+    assert [r["epoch"] for r in cont.history] == [1, 2, 3]
+    for a, b in zip(whole.history, cont.history):
+        assert b["val_score"] == pytest.approx(a["val_score"], rel=1e-5, abs=1e-7)
+        assert b["train_e_mae"] == pytest.approx(a["train_e_mae"], rel=1e-5, abs=1e-7)
+    # a budget that ends inside chgnet's first epoch: an error after it (its checkpoint kept)
+    job = _job(tmp_path, frames, "short", **fast)
+    job.deadline = time.time() - 1
+    with pytest.raises(TrainingError, match="is below one epoch: 3 of 3 batches"):
+        trainer.train(job)
+    assert json.loads((tmp_path / "short" / STATE_FILE).read_text())["epochs_done"] == 1

@@ -61,3 +61,40 @@ def test_bad_foundation_is_a_clear_error(tmp_path, data_dir, mlearn_surfaces):
         train_curve("mace", "emt", elements=["Mo"], store_dir=tmp_path, dataset=mlearn_surfaces,
                     preset="tiny", sizes=[2], overrides=OVERRIDES, data_dir=data_dir, download=False,
                     echo=lambda s: None)
+
+
+def test_budget_and_resume_through_maces_checkpoints(tmp_path, data_dir):
+    """Issue 28: a training continues from mace's latest checkpoint (--restart_latest), a larger
+    epoch cap continues it, and a budget that runs out stops mace and writes the model of its
+    best checkpoint, marked budget-stopped."""
+    import time
+
+    from surfbench.data.mlearn import load_mlearn_frames
+    from surfbench.training.base import SCRATCH, TrainJob, get_trainer
+    from surfbench.training.epochs import read_state
+    from surfbench.training.presets import resolve
+
+    mo = [f for f in load_mlearn_frames(["Mo"], data_dir=data_dir, download=False) if f.split == "train"]
+    small = {f.n_atoms: f for f in mo if f.n_atoms in (2, 6, 8, 12)}
+
+    def job(epochs, **kw):
+        settings = resolve("mace", "tiny", SCRATCH, {"epochs": epochs, "threads": 1, "patience": None})
+        return TrainJob(method="mace", mode=SCRATCH, train=[small[2], small[6], small[8]], valid=[small[12]],
+                        elements=("Mo",), settings=settings, workdir=tmp_path / "m", name="m", seed=0, **kw)
+
+    trainer = get_trainer("mace")
+    first = trainer.train(job(2))
+    assert first.state == "epoch-cap" and first.converged is False
+    assert [r["epoch"] for r in first.history] == [0, 1]
+    assert first.registry_entry["note"].startswith("NOT CONVERGED (epoch-cap: reached the cap of 2 epochs")
+    lines: list[str] = []
+    more = trainer.train(job(3, echo=lines.append, resume=True))
+    assert any("continuing from mace's checkpoint m_run-0_epoch-" in s for s in lines), lines
+    assert [r["epoch"] for r in more.history] == [0, 1, 2] and more.state == "epoch-cap"
+    # the budget is spent at once: mace is stopped, the model written from its best checkpoint
+    stopped = trainer.train(job(10, deadline=time.time() - 1))
+    assert stopped.state == "budget-stopped" and stopped.converged is False
+    assert stopped.weights_path.is_file() and [r["epoch"] for r in stopped.history] == [0, 1, 2]
+    assert read_state(tmp_path / "m")["state"] == "budget-stopped"
+    with pytest.raises(TrainingError, match="--resume, but there is no checkpoint"):
+        get_trainer("mace").train(TrainJob(**{**job(2).__dict__, "workdir": tmp_path / "none", "resume": True}))

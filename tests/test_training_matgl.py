@@ -146,3 +146,36 @@ def test_bad_jobs_are_refused_before_training(tmp_path, frames):
     with pytest.raises(TrainingError, match="not a matgl model folder"):
         trainer.train(bad)
     assert not Path(tmp_path / "M3GNet-Mo").exists()
+
+
+def test_a_continued_run_ends_where_an_uninterrupted_one_does(tmp_path, frames):
+    """Checkpoint after every epoch (issue 28), one Lightning fit per epoch: three epochs in one
+    run, or two (stopped as a budget stops them) continued with --resume, give the same losses."""
+    import json
+    import time
+
+    from surfbench.training.epochs import STATE_FILE, EpochRun
+
+    fast = {"batch_size": 1, "threads": 1, "epochs": 3}
+    trainer = get_trainer("m3gnet")
+    whole = trainer.train(_job(tmp_path, frames, FINETUNE, "whole", **fast))
+    assert whole.state == "epoch-cap" and whole.converged is False and len(whole.history) == 3
+    assert whole.registry_entry["note"].startswith("NOT CONVERGED (epoch-cap")
+    job = _job(tmp_path, frames, FINETUNE, "pieces", **fast)
+    job.deadline = time.time() + 3600
+    original = EpochRun.time_left_for_epoch
+    EpochRun.time_left_for_epoch = lambda self: len(self.epoch_times) < 2
+    try:
+        part = trainer.train(job)
+    finally:
+        EpochRun.time_left_for_epoch = original
+    assert part.state == "budget-stopped" and len(part.history) == 2
+    assert json.loads((tmp_path / "pieces" / STATE_FILE).read_text())["epochs_done"] == 2
+    assert [p.name for p in (tmp_path / "pieces").glob("lightning-epoch*.ckpt")] == ["lightning-epoch0002.ckpt"]
+    job = _job(tmp_path, frames, FINETUNE, "pieces", **fast)
+    job.resume = True
+    cont = trainer.train(job)
+    assert [r["epoch"] for r in cont.history] == [1, 2, 3]
+    for a, b in zip(whole.history, cont.history):
+        assert b["val_total_loss"] == pytest.approx(a["val_total_loss"], rel=1e-5, abs=1e-8)
+        assert b["train_total_loss"] == pytest.approx(a["train_total_loss"], rel=1e-5, abs=1e-8)

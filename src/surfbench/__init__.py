@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 #: the Python API (:mod:`surfbench.api`), imported on first use so that ``import surfbench``
 #: (the CLI, worker processes) stays light
-__all__ = ["Results", "evaluate", "load_results", "trained_models"]
+__all__ = ["Results", "evaluate", "load_results", "trained_models", "training_runs"]
 
 
 def __getattr__(name: str):

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from surfbench.evaluation.runner import RunSummary
     from surfbench.models.base import LoadedModel
 
-__all__ = ["Results", "evaluate", "load_results", "trained_models"]
+__all__ = ["Results", "evaluate", "load_results", "trained_models", "training_runs"]
 
 METRIC_GROUPS = (None, "element", "miller")
 """The groupings of [`Results.metrics`][surfbench.api.Results.metrics]."""
@@ -605,6 +605,32 @@ def load_results(workdir: str | os.PathLike = ".", model: str | None = None, dat
                              f"protocol={protocol!r}; stored: {stored}")
     return [Results(dataset=r.dataset, model=r.model, fingerprint=r.fingerprint, protocol=r.protocol, workdir=workdir)
             for r in runs.itertuples()]
+
+
+def training_runs(workdir: str | os.PathLike = ".") -> pd.DataFrame:
+    """The state of every deep training that keeps checkpoints (`surfbench train` of SevenNet).
+
+    Parameters
+    ----------
+    workdir : str or os.PathLike
+        The project folder (`surfbench train --store`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per training folder with a checkpoint: `name`, `state` (`converged`,
+        `epoch-cap`, `budget-stopped`, `killed`: its process died after its last checkpoint,
+        or `running`), `epochs_done`, `best_loss` and `best_epoch` (validation), `reason`,
+        `wall_s` (training wall time over all its sessions, s) and `updated_at`; empty when
+        there is none. Only `converged` models answer a question: the tables mark the others
+        NOT CONVERGED.
+    """
+    from surfbench.training.epochs import run_states
+    from surfbench.training.pipeline import TRAINED_DIR
+
+    rows = run_states(Path(workdir).expanduser() / TRAINED_DIR)
+    return pd.DataFrame(rows, columns=["name", "state", "epochs_done", "best_loss", "best_epoch", "reason", "wall_s",
+                                       "updated_at"])
 
 
 def trained_models(workdir: str | os.PathLike = ".", dataset: str | os.PathLike | None = None, *, n_boot: int = 2000,

@@ -198,14 +198,36 @@ def _trained_table(workdir: Path, dataset: Optional[str]) -> None:
     from surfbench.training.curves import protocol_table
     from surfbench.training.pipeline import trainings
 
+    unfinished = _unfinished_runs(workdir)
     if not (workdir / STORE_NAME).is_file():
+        if unfinished:
+            return
         fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench train' first")
     with ResultStore(workdir, read_only=True) as store:
         tr = trainings(store)
         names = sorted(set(tr["dataset"])) if dataset is None else [dataset_key(dataset)]
         if tr.empty or not set(names) & set(tr["dataset"]):
+            if unfinished:
+                return
             fail(f"no training recorded in {workdir / STORE_NAME}; run 'surfbench train' first")
         for name in names:
             table = protocol_table(store, name)
             console.print(protocol_rich_table(table, f"trained models on {name} by evaluation protocol "
                                                      "(gamma on the judged slabs; 95 % bootstrap intervals)", elements=True))
+
+
+def _unfinished_runs(workdir: Path) -> int:
+    """Deep trainings whose checkpoint is ahead of what the store records: killed, still
+    running, or stopped before any model was recorded (:func:`surfbench.training.epochs.run_states`)."""
+    from surfbench.training.epochs import unfinished_runs
+    from surfbench.training.pipeline import TRAINED_DIR
+
+    rows = unfinished_runs(workdir / TRAINED_DIR)
+    if rows:
+        console.print(f"[bold]trainings not finished[/] ({len(rows)}; no model of theirs is in the tables above "
+                      "unless recorded earlier; 'surfbench train ... --resume' continues each):")
+        for r in rows:
+            console.print(f"  {r['name']}: {r['state']} after {r['epochs_done']} epochs (best validation loss "
+                          f"{r['best_loss']:.6g} at epoch {r['best_epoch']}; last checkpoint {r['updated_at']})",
+                          markup=False)
+    return len(rows)

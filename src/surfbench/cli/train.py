@@ -25,7 +25,8 @@ def train(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for training and evaluation (default: the packages').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset setting, key=value (repeatable), e.g. --set epochs=5.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Budget of the command's iterative fits (MTP): a fit still running then stops at its last checkpoint, marked not converged; rerun the same command to continue it.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Budget of the command's iterative fits (MTP, SevenNet): a fit still running then stops at its last checkpoint, marked not converged (budget-stopped); rerun the same command to continue it.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue each fit from its checkpoint, and fail if there is none (a rerun without it continues a checkpoint of the same training too, and starts anything else over).")] = False,
 ) -> None:
     """Train a model (from scratch or fine-tuned) on leakage-safe training frames, register it,
     evaluate it on the held-out slabs and record its cost; with --sizes, a learning curve."""
@@ -47,7 +48,7 @@ def train(
             data=data, dataset=dataset, preset=preset, sizes=sizes.split(",") if sizes else None, seed=seed,
             include_surfaces=include_surfaces, device=device, overrides=overrides,
             data_dir=data_dir, threads=threads, echo=lambda s: console.print(s, markup=False), protocol=protocol,
-            max_minutes=max_minutes,
+            max_minutes=max_minutes, resume=resume,
         )
     except (TrainingError, DataError, ValueError) as exc:
         fail(str(exc))
@@ -72,7 +73,8 @@ def train(
             num(r.frames.get("energy_rmse_ev_per_atom"), "{:.4f}"), num(r.frames.get("force_rmse_ev_per_a")),
             num(r.wall_s, "{:.0f}"), num(r.peak_rss_mb, "{:.0f}"), num(r.n_parameters, "{:,}"),
             "zero-shot" if r.n_train == 0 else ", ".join(x for x in ("reused" if r.reused else "",
-                                                                      "NOT CONVERGED" if r.converged is False else "") if x),
+                                                                      (f"NOT CONVERGED ({r.state})" if r.state else "NOT CONVERGED")
+                                                                      if r.converged is False else "") if x),
         )
     console.print(t)
     console.print(f"store: {Path(store) / 'surfbench.sqlite'}; registry of trained models: "

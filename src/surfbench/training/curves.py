@@ -66,14 +66,17 @@ def _label(row) -> str:
 
 def not_converged(grp: pd.DataFrame) -> str:
     """``""``, or the mark of trainings (the folds of one curve and size) whose fit stopped
-    before it converged (an iterative fit at its budget or iteration cap: ``converged`` 0):
-    ``"NOT CONVERGED"`` or ``"NOT CONVERGED: k of n folds"``."""
+    before it converged (``converged`` 0: at its budget, epoch or iteration cap), with how
+    (the ``state`` column, :mod:`surfbench.training.epochs`) where recorded:
+    ``"NOT CONVERGED (budget-stopped)"``, ``"NOT CONVERGED"`` or ``"NOT CONVERGED: k of n folds"``."""
     if "converged" not in grp.columns:
         return ""
-    n = int((pd.to_numeric(grp["converged"], errors="coerce") == 0).sum())
-    if not n:
+    stopped = grp[pd.to_numeric(grp["converged"], errors="coerce") == 0]
+    if stopped.empty:
         return ""
-    return "NOT CONVERGED" if len(grp) == 1 else f"NOT CONVERGED: {n} of {len(grp)} folds"
+    states = sorted({s for s in stopped.get("state", pd.Series(dtype=object)) if isinstance(s, str) and s})
+    how = f" ({', '.join(states)})" if states else ""
+    return f"NOT CONVERGED{how}" if len(grp) == 1 else f"NOT CONVERGED{how}: {len(stopped)} of {len(grp)} folds"
 
 
 def marked(label: str, mark: str) -> str:

@@ -19,6 +19,17 @@ mace reads ASE's stress convention. Atomic reference energies: ``E0s`` (``averag
 squares fit to the training energies). ``patience``: mace's early stopping on the validation
 loss (epochs of no improvement); the model written is the best validation checkpoint.
 
+Checkpoints, budget, resume: mace's own. Every run passes ``--restart_latest``, so a killed or
+budget-stopped training continues from mace's latest checkpoint (mace writes one when the
+validation loss improves: a continued run repeats the epochs after the best one, and mace's
+patience counter starts again in each session; that is mace's resume, not an exact
+continuation). ``--max-minutes`` stops ``mace_run_train`` at the budget; the model is then
+written from the best checkpoint (a second call with ``--max_num_epochs`` at that epoch trains
+nothing) and marked budget-stopped. The state (:mod:`surfbench.training.epochs`): converged when
+mace's log says it stopped for ``patience``, epoch-cap otherwise; ``run-state.json`` says
+running while it runs (a killed run is seen as killed); each session's output is kept as
+``train-session-NNN.log`` and the history is read from all of them.
+
 The result is ``<workdir>/<name>.model``, loaded by the ``mace-local`` backend
 (:class:`surfbench.models.loaders.mace.MaceBackend`).
 """
@@ -28,9 +39,13 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
-from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob
+from surfbench.training.base import (
+    BUDGET_STOPPED, CONVERGED, EPOCH_CAP, FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob,
+)
+from surfbench.training.epochs import FINISHED, EpochRun, LoopState, read_state, resume_key
 from surfbench.training.io import REF_ENERGY, REF_FORCES, REF_STRESS, has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
@@ -89,6 +104,7 @@ def history(log_text: str) -> list[dict[str, float]]:
 class MaceTrainer(Trainer):
     method = "mace"
     modes = (SCRATCH, FINETUNE)
+    checkpoints = True
 
     def command(self, job: TrainJob, train_file: Path, valid_file: Path | None, use_stress: bool) -> list[str]:
         s = job.settings
@@ -139,12 +155,28 @@ class MaceTrainer(Trainer):
         job.settings["use_stress"] = use_stress
         train_file = write_extxyz(job.train, work / "train.xyz", "ref", stress=use_stress)
         valid_file = write_extxyz(job.valid, work / "valid.xyz", "ref", stress=use_stress) if job.valid else None
-        cmd = self.command(job, train_file, valid_file, use_stress)
-        result = run_command(cmd, work / "train.log", cwd=work, env=thread_env(job.settings.get("threads")),
-                             timeout_s=job.settings.get("timeout_s"), what=f"mace ({job.name})")
+        cmd = self.command(job, train_file, valid_file, use_stress) + ["--restart_latest"]
+        st, run, logs = self._session(job, work)
+        result, budget_stopped = self._run(job, cmd, work, logs[-1], run, st)
         model_file = work / f"{job.name}.model"
         if not model_file.is_file():
             raise TrainingError(f"mace ({job.name}): mace_run_train finished but wrote no {model_file.name}; log {result.log_path}")
+        # a continued session repeats the epochs after mace's best checkpoint: the last of each counts
+        text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in logs if p.is_file())
+        epochs_log = sorted({r["epoch"]: r for r in history(text)}.values(), key=lambda r: r["epoch"])
+        st.epochs_done = max((r["epoch"] for r in epochs_log), default=-1) + 1
+        best = min(epochs_log, key=lambda r: r["valid_loss"], default=None)
+        st.best_epoch, st.best_loss = (best["epoch"] + 1, best["valid_loss"]) if best else (0, float("inf"))
+        st.history, st.wall_s = epochs_log, st.wall_s + result.wall_s
+        if budget_stopped:
+            st.state, st.reason = BUDGET_STOPPED, "the time budget ran out (mace stopped; its best checkpoint kept)"
+        elif "Stopping optimization after" in logs[-1].read_text(encoding="utf-8", errors="replace"):
+            st.state, st.reason = CONVERGED, f"{job.settings.get('patience')} epochs without a lower validation loss (mace's early stopping)"
+        else:
+            st.state = EPOCH_CAP
+            st.reason = f"reached the cap of {job.settings['epochs']} epochs" + (
+                "" if job.settings.get("patience") else " (no patience: no convergence rule)")
+        run.write_state(st)
         entry = {
             "name": job.name,
             "family": "MACE",
@@ -156,8 +188,67 @@ class MaceTrainer(Trainer):
                        + (f", fine-tuned from {job.foundation}: its licence applies too)" if job.mode == FINETUNE else ")"),
             "citation": "Batatia et al., NeurIPS 35 (2022), arXiv:2206.07697 (MACE)",
         }
+        entry["note"] = (("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ")
+                         + f"mace_run_train, {st.epochs_done} epochs, the best validation epoch kept"
+                         + (f": {st.reason}" if st.converged else ""))
         return TrainedModel(
             weights_path=model_file, registry_entry=entry, n_parameters=count_parameters(model_file),
-            wall_s=result.wall_s, peak_rss_mb=result.peak_rss_mb, log_path=result.log_path, cpu_s=result.cpu_s,
-            history=history(result.log_path.read_text(encoding="utf-8", errors="replace")),
+            wall_s=st.wall_s, peak_rss_mb=result.peak_rss_mb, log_path=result.log_path, cpu_s=result.cpu_s,
+            history=st.history, converged=FINISHED[st.state], state=st.state,
         )
+
+    def _session(self, job: TrainJob, work: Path):
+        """This run's state (``running``, with pid and host: a killed run is seen as killed), its
+        :class:`EpochRun` and the logs of every session of the training, this one's last. A
+        checkpoint of another training is removed (or, under ``--resume``, refused)."""
+        from surfbench.training.splits import frame_key
+
+        key = resume_key("mace", job.foundation, job.seed, job.settings,
+                         [frame_key(f) for f in job.train] + ["valid"] + [frame_key(f) for f in job.valid])
+        run = EpochRun(work, key, name=job.name, epochs=int(job.settings["epochs"]), patience=job.settings.get("patience"),
+                       deadline=job.deadline, resume=job.resume, echo=job.echo)
+        saved = read_state(work)
+        checkpoints = sorted((work / "checkpoints").glob(f"{job.name}_run-{job.seed}_epoch-*.pt"))
+        logs = sorted(work.glob("train-session-*.log"))
+        if checkpoints and saved is not None and saved.get("key") == key:
+            if job.echo:
+                job.echo(f"  {job.name}: continuing from mace's checkpoint {checkpoints[-1].name} (was {saved.get('state')})")
+        else:
+            if job.resume:
+                raise TrainingError(f"{job.name}: --resume, but there is no checkpoint of this training in {work}" if not checkpoints
+                                    else f"{job.name}: --resume, but the checkpoint in {work} belongs to another training")
+            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+            for old in logs:
+                old.unlink()
+            logs = []
+        st = LoopState(key)
+        if saved is not None and saved.get("key") == key:
+            st.wall_s = float(saved.get("wall_s") or 0.0)
+        run.write_state(st)
+        return st, run, [*logs, work / f"train-session-{len(logs):03d}.log"]
+
+    def _run(self, job: TrainJob, cmd: list[str], work: Path, log: Path, run: EpochRun, st: LoopState):
+        """mace_run_train within the budget; (result, whether the budget stopped it). A run cut
+        at its budget is finished from its latest checkpoint (``--max_num_epochs`` = that epoch:
+        mace trains no further and writes the model of its best checkpoint)."""
+        limits = [x for x in (job.settings.get("timeout_s"), None if job.deadline is None else job.deadline - time.time())
+                  if x is not None]
+        env = thread_env(job.settings.get("threads"))
+        try:
+            result = run_command(cmd, log, cwd=work, env=env, timeout_s=max(min(limits), 1.0) if limits else None,
+                                 what=f"mace ({job.name})")
+            shutil.copyfile(log, work / "train.log")
+            return result, False
+        except TrainingError:
+            if job.deadline is None or time.time() < job.deadline:
+                raise
+        epochs = sorted(int(p.stem.rsplit("-", 1)[1]) for p in (work / "checkpoints").glob(
+            f"{job.name}_run-{job.seed}_epoch-*.pt"))
+        if not epochs:
+            raise TrainingError(f"{job.name}: the time left of --max-minutes ({(job.deadline - run.session_start) / 60:.3g} "
+                                f"min when this training started) is below one epoch: mace wrote no checkpoint in it; "
+                                f"log {log}")
+        finish = [*cmd[:cmd.index("--max_num_epochs") + 1], str(epochs[-1]), *cmd[cmd.index("--max_num_epochs") + 2:]]
+        result = run_command(finish, work / "train-finish.log", cwd=work, env=env, what=f"mace ({job.name}), writing the model")
+        shutil.copyfile(log, work / "train.log")
+        return result, True

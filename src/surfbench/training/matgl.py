@@ -34,7 +34,12 @@ stopping] on ``val_Total_Loss``, ``batch_size`` [4], ``lr`` [1e-3 scratch, 1e-4 
 float32 here (see :mod:`surfbench.models.loaders.matgl`).
 
 The model kept is the one of the epoch with the lowest validation loss (the last epoch when
-there are no validation frames). It is written with ``Potential.save`` to
+there are no validation frames). Early stopping, checkpoints and the budget are those of
+:mod:`surfbench.training.epochs` (``patience`` on the validation total loss): each epoch is one
+Lightning ``fit`` that continues Lightning's own checkpoint of the previous one
+(``lightning-epochNNNN.ckpt``: optimiser, scheduler, counters), the best weights and the
+shuffling generator's state are in ``resume.pt``; an epoch is not stopped inside, so
+``--max-minutes`` is judged between epochs. It is written with ``Potential.save`` to
 ``<workdir>/model/`` and loaded by :class:`surfbench.models.loaders.matgl.MatglBackend`.
 """
 
@@ -49,7 +54,10 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.training.base import (
+    FINETUNE, RUNNING, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, check_job,
+)
+from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, resume_key
 from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
@@ -144,6 +152,7 @@ def registry_entry(job: TrainJob, folder: Path, n_parameters: int, settings: dic
 class M3gnetTrainer(Trainer):
     method = "m3gnet"
     modes = (SCRATCH, FINETUNE)
+    checkpoints = True
 
     def train(self, job: TrainJob) -> TrainedModel:
         check_job(job, self.modes, "; matgl trains on forces")
@@ -155,22 +164,27 @@ class M3gnetTrainer(Trainer):
         use_stress = bool(s.get("stress_weight", 0.1)) and has_stress(list(job.train) + list(job.valid))
         job.settings["use_stress"] = s["use_stress"] = use_stress
         folder = foundation_folder(job.foundation) if finetune else None
-        start, cpu_start = time.perf_counter(), time.process_time()
+        cpu_start = time.process_time()
 
         from surfbench.models.loaders.matgl import _hub_offline
 
         with _hub_offline():
-            lit, history = self._fit(job, s, folder, work)
+            lit, history, st = self._fit(job, s, folder, work)
         out = work / "model"
         lit.model.save(str(out), metadata={"surfbench": {"name": job.name, "mode": job.mode, "seed": job.seed,
                                                          "settings": {k: v for k, v in s.items() if not isinstance(v, dict)}}})
         n_parameters = int(sum(p.numel() for p in lit.model.parameters()))
         log_path = work / "history.json"
         log_path.write_text(json.dumps(history, indent=1))
+        entry = registry_entry(job, out, n_parameters, s)
+        entry["note"] = (("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ") + entry["note"]
+                         + f"; {st.epochs_done} epochs, the best epoch {st.best_epoch} kept"
+                         + (f": {st.reason}" if st.converged else ""))
         return TrainedModel(
-            weights_path=out, registry_entry=registry_entry(job, out, n_parameters, s), n_parameters=n_parameters,
-            wall_s=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start,
+            weights_path=out, registry_entry=entry, n_parameters=n_parameters,
+            wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
             peak_rss_mb=peak_rss_self_mb(), log_path=log_path, history=history,
+            converged=FINISHED[st.state], state=st.state,
         )
 
     def _fit(self, job: TrainJob, s: dict[str, Any], folder: Path | None, work: Path):
@@ -178,7 +192,7 @@ class M3gnetTrainer(Trainer):
             import lightning as pl
             import matgl
             import torch
-            from lightning.pytorch.callbacks import Callback, EarlyStopping
+            from lightning.pytorch.callbacks import Callback
             from matgl.ext.pymatgen import Structure2Graph
             from matgl.graph.data import MGLDataLoader, MGLDataset
             from matgl.utils.training import PotentialLightningModule
@@ -244,41 +258,60 @@ class M3gnetTrainer(Trainer):
             decay_alpha=float(s.get("decay_alpha", 0.01)),
         )
 
-        history: list[dict[str, float]] = []
-        best: dict[str, Any] = {"loss": float("inf"), "state": None, "epoch": None}
+        from surfbench.training.splits import frame_key
+
+        # the cosine schedule spans ``epochs``: the cap is part of the training's identity
+        key = resume_key("m3gnet", job.foundation if job.mode == FINETUNE else None, job.seed, s,
+                         [frame_key(f) for f in job.train] + ["valid"] + [frame_key(f) for f in job.valid],
+                         ignored=RESUME_IGNORED - {"epochs"})
+        run = EpochRun(work, key, name=job.name, epochs=epochs,
+                       patience=s.get("patience") if valid_loader is not None else None,
+                       deadline=job.deadline, resume=job.resume, echo=job.echo)
+        st, blob = run.start()
+        best_state, lightning_ckpt = None, None
+        if blob is not None:
+            best_state, lightning_ckpt = blob["best_state"], work / blob["lightning_checkpoint"]
+            train_loader.generator.set_state(blob["loader_rng"])
+        metrics: dict[str, float] = {}
 
         class _Record(Callback):
-            """Per-epoch losses/errors; the weights of the best validation epoch."""
-
             def on_train_epoch_end(self, trainer, module):
-                m = trainer.callback_metrics
-                row: dict[str, float] = {"epoch": int(trainer.current_epoch) + 1}
-                for split in ("train", "val"):
-                    for key in _HISTORY_KEYS:
-                        if f"{split}_{key}" in m:
-                            row[f"{split}_{key.lower()}"] = float(m[f"{split}_{key}"])
-                history.append(row)
-                score = row.get("val_total_loss", row.get("train_total_loss", float("inf")))
-                if valid_loader is None or score < best["loss"]:
-                    best.update(loss=score, epoch=row["epoch"], state=copy.deepcopy(module.model.state_dict()))
+                metrics.clear()
+                metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-        callbacks: list = [_Record()]
-        if s.get("patience") and valid_loader is not None:
-            callbacks.append(EarlyStopping(monitor="val_Total_Loss", patience=int(s["patience"]), mode="min"))
         accelerator = "gpu" if str(job.device).startswith("cuda") else "cpu"
-        trainer = pl.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, inference_mode=False, num_sanity_val_steps=0,
-            callbacks=callbacks, limit_val_batches=1.0 if valid_loader is not None else 0,
-            default_root_dir=str(work),
-        )
-        try:
-            trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=valid_loader)
-        except (RuntimeError, ValueError) as exc:
-            raise TrainingError(f"m3gnet ({job.name}): training failed: {type(exc).__name__}: {exc}") from exc
-        if best["state"] is None:
-            raise TrainingError(f"m3gnet ({job.name}): no epoch finished")
-        lit.model.load_state_dict(best["state"])
-        for row in history:
-            row["kept"] = float(row["epoch"] == best["epoch"])
-        return lit, history
+        while st.state == RUNNING:
+            t0 = time.perf_counter()
+            # one epoch per fit, continuing Lightning's own end-of-fit checkpoint (optimiser,
+            # scheduler, epoch counters): the pattern Lightning supports for "train more epochs"
+            trainer = pl.Trainer(
+                max_epochs=st.epochs_done + 1, accelerator=accelerator, devices=1, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                inference_mode=False, num_sanity_val_steps=0, callbacks=[_Record()],
+                limit_val_batches=1.0 if valid_loader is not None else 0, default_root_dir=str(work),
+            )
+            try:
+                trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=valid_loader,
+                            ckpt_path=str(lightning_ckpt) if lightning_ckpt is not None else None)
+            except (RuntimeError, ValueError) as exc:
+                raise TrainingError(f"m3gnet ({job.name}): training failed: {type(exc).__name__}: {exc}") from exc
+            row: dict[str, float] = {}
+            for split in ("train", "val"):
+                for k in _HISTORY_KEYS:
+                    if f"{split}_{k}" in metrics:
+                        row[f"{split}_{k.lower()}"] = metrics[f"{split}_{k}"]
+            score = row.get("val_total_loss", row.get("train_total_loss", float("nan")))
+            if run.after_epoch(st, row, score, time.perf_counter() - t0) or best_state is None:
+                best_state = copy.deepcopy(lit.model.state_dict())
+            previous, lightning_ckpt = lightning_ckpt, work / f"lightning-epoch{st.epochs_done:04d}.ckpt"
+            trainer.save_checkpoint(str(lightning_ckpt))
+            run.save(st, {"best_state": best_state, "loader_rng": train_loader.generator.get_state(),
+                          "lightning_checkpoint": lightning_ckpt.name})
+            if previous is not None and previous != lightning_ckpt:
+                previous.unlink(missing_ok=True)  # the state now names the newer one
+            if run.first_epoch_overran():  # an epoch is not stopped inside: judged after it
+                n = len(train_loader)
+                raise run.budget_below_one_epoch(st, n, n, run.epoch_times[0])
+        lit.model.load_state_dict(best_state)
+        history = [{**row, "kept": float(row["epoch"] == st.best_epoch)} for row in st.history]
+        return lit, history, st

@@ -43,7 +43,7 @@ from surfbench.data.frames import Frame
 from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, structure_hash
 from surfbench.training.base import (
-    FINETUNE, SCRATCH, STOPPING_SETTINGS, TrainedModel, TrainingError, TrainJob, get_trainer,
+    FINETUNE, SCRATCH, STOPPING_SETTINGS, TRAINERS, TrainedModel, TrainingError, TrainJob, get_trainer,
 )
 from surfbench.training.protocols import FACET_CV, NO_SURFACES, Fold
 from surfbench.training.splits import MLEARN, SlabIndex, TrainingSplit, frame_key
@@ -89,13 +89,14 @@ CREATE TABLE IF NOT EXISTS trainings (
     fold TEXT NOT NULL DEFAULT 'all',
     judged TEXT,
     size TEXT,
-    converged INTEGER
+    converged INTEGER,
+    state TEXT
 );
 """
 
 #: columns added after the table's first release: (name, SQL type and default)
 _ADDED_COLUMNS = (("protocol", "TEXT NOT NULL DEFAULT 'no-surfaces'"), ("fold", "TEXT NOT NULL DEFAULT 'all'"),
-                  ("judged", "TEXT"), ("size", "TEXT"), ("converged", "INTEGER"))
+                  ("judged", "TEXT"), ("size", "TEXT"), ("converged", "INTEGER"), ("state", "TEXT"))
 
 #: JSON columns of the trainings table
 JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot", "judged")
@@ -137,10 +138,10 @@ def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
                                      "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
                                      "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
                                      "weights", "log", "config_hash", "created_at", "protocol", "fold", "size",
-                                     "converged", "curve_elements"])
+                                     "converged", "state", "curve_elements"])
     df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
     for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None),
-                          ("converged", None)):
+                          ("converged", None), ("state", None)):
         if name not in df.columns:  # a store of an earlier release, opened read-only
             df[name] = default
     df["size"] = [str(n) if not isinstance(v, str) else v for v, n in zip(df["size"], df["n_train"])]
@@ -352,6 +353,7 @@ class TrainingResult:
     fold: str = "all"
     judged: tuple[str, ...] = ()
     converged: bool | None = None  # TrainedModel.converged: False marks a fit stopped before it converged
+    state: str | None = None  # TrainedModel.state: how it ended (converged, epoch-cap, budget-stopped, ...)
 
 
 def _config_hash(job: TrainJob, data: str) -> str:
@@ -409,7 +411,7 @@ def train_one(
     store: ResultStore, fold: Fold, method: str, mode: str, settings: dict[str, Any], n_train: int,
     curve: str, *, size: str | None = None, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
     threads: int | None = None, zero_shot: TrainingResult | None = None, echo: Echo = print,
-    deadline: float | None = None,
+    deadline: float | None = None, resume: bool = False,
 ) -> TrainingResult:
     """Train (or reuse), register, evaluate and record one model of a curve: one fold of its
     protocol, judged on the fold's slabs (facet-cv folds: on those slabs only, no test frames)."""
@@ -419,7 +421,7 @@ def train_one(
     job = TrainJob(
         method=method, mode=mode, train=split.subset(n_train), valid=list(split.valid), elements=split.elements,
         settings=dict(settings), workdir=store_dir / TRAINED_DIR / name, name=name, device=device, seed=seed,
-        foundation=foundation, deadline=deadline, echo=echo,
+        foundation=foundation, deadline=deadline, echo=echo, resume=resume,
     )
     if threads:
         job.settings.setdefault("threads", threads)
@@ -438,6 +440,7 @@ def train_one(
         wall, cpu, rss, params = previous["wall_s"], previous["cpu_s"], previous["peak_rss_mb"], previous["n_parameters"]
         settings_used, history, weights, log = previous["settings"], previous["history"], previous["weights"], previous["log"]
         converged = None if previous.get("converged") is None or pd.isna(previous["converged"]) else bool(previous["converged"])
+        state = previous.get("state") if isinstance(previous.get("state"), str) else None
     else:
         if not quiet:
             echo(f"{name}: training {method} ({mode}{' from ' + foundation if foundation else ''}) on "
@@ -445,13 +448,14 @@ def train_one(
         trained = get_trainer(method).train(job)
         write_registry_entry(store_dir, _entry_with_provenance(trained, job, split, data, dataset))
         wall, cpu, rss, params = trained.wall_s, trained.cpu_s, trained.peak_rss_mb, trained.n_parameters
-        settings_used, history, converged = job.settings, trained.history, trained.converged
+        settings_used, history, converged, state = job.settings, trained.history, trained.converged, trained.state
         weights = os.path.relpath(Path(trained.weights_path).resolve(), store_dir.resolve())
         log = os.path.relpath(Path(trained.log_path).resolve(), store_dir.resolve()) if trained.log_path else None
         if not quiet:
             echo(f"  trained in {wall:.0f} s (CPU {cpu or float('nan'):.0f} s), peak memory "
                  f"{rss or float('nan'):.0f} MB, {params or '?'} parameters"
-                 + ("; NOT CONVERGED (a rerun continues it)" if converged is False else ""))
+                 + (f"; NOT CONVERGED{' (' + state + ')' if state else ''} (a rerun continues it)"
+                    if converged is False else ""))
     test = [] if fold.protocol == FACET_CV else test_frames(split, settings)
     fingerprint, surface, frames = evaluate_model(
         store, name, judged_dataset(dataset, fold.judged), test, frameset_of(data), device=device,
@@ -475,10 +479,10 @@ def train_one(
         "config_hash": config_hash, "created_at": previous["created_at"] if reuse else _now(),
         "protocol": fold.protocol, "fold": fold.name, "judged": list(fold.judged),
         "size": size or str(len(job.train)),
-        "converged": None if converged is None else int(converged),
+        "converged": None if converged is None else int(converged), "state": state,
     })
     return TrainingResult(name, fingerprint, len(job.train), reuse, wall, rss, params, surface, frames,
-                          fold.name, tuple(fold.judged), converged)
+                          fold.name, tuple(fold.judged), converged, state)
 
 
 def _fmt_gamma(surface: dict[str, Any]) -> str:
@@ -546,6 +550,7 @@ def train_curve(
     echo: Echo = print,
     protocol: str = NO_SURFACES,
     max_minutes: float | None = None,
+    resume: bool = False,
 ) -> CurveResult:
     """``surfbench train``: train ``method`` from scratch (``source="scratch"``) or fine-tuned
     from ``source`` (a registry name or a model file/folder) on nested subsets of the
@@ -553,8 +558,11 @@ def train_curve(
     frames when None) under ``protocol`` (:mod:`surfbench.training.protocols`: one fold, or one
     per element and facet for facet-cv), each judged on its slabs of ``dataset`` (default
     ``mlearn-surfaces`` for the mlearn data) and recorded in the store of ``store_dir``.
-    ``max_minutes``: the budget of the whole command's iterative fits (MTP): a fit still running
-    then stops cleanly at its last checkpoint, is marked not converged, and a rerun continues it."""
+    ``max_minutes``: the budget of the whole command's iterative fits (MTP, SevenNet): a fit still
+    running then stops cleanly at its last checkpoint, is marked not converged (budget-stopped), and
+    a rerun continues it. ``resume``: each fit must continue from its checkpoint (an error when
+    there is none, or it is another training's); without it a checkpoint of the same training is
+    continued all the same."""
     from surfbench.data.mlearn import ELEMENTS as MLEARN_ELEMENTS
     from surfbench.data.registry import load_dataset
     from surfbench.models.registry import use_project
@@ -575,6 +583,11 @@ def train_curve(
     if not elements:
         raise TrainingError("give at least one element (--elements Cu)")
     trainer = get_trainer(method)
+    if max_minutes is not None and not trainer.checkpoints:
+        echo(f"--max-minutes: {method} fits without checkpoints, in one step: the budget does not apply to it")
+    if resume and not trainer.checkpoints:
+        raise TrainingError(f"--resume: {method} fits in one step, without checkpoints; methods that resume: "
+                            + ", ".join(m for m in TRAINERS if get_trainer(m).checkpoints))
     if mode not in trainer.modes:
         if mode == SCRATCH and trainer.modes == (FINETUNE,):
             raise TrainingError(f"{method} needs a model to start from: --from NAME")
@@ -625,5 +638,5 @@ def train_curve(
                 result.models.append(train_one(
                     store, fold, method, mode, settings, n, curve, size=label, foundation=foundation, data=data, dataset=ds,
                     device=device, seed=seed, threads=threads, zero_shot=result.zero_shot, echo=echo,
-                    deadline=deadline))
+                    deadline=deadline, resume=resume))
     return result

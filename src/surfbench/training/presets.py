@@ -78,10 +78,13 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "mtp": {
             # the paper's MTP [Ong21]: levels 16-24, cut-offs 4.0-5.7 A (its Table S2)
-            # to convergence (training/mtp.py): chunks of 50 L-BFGS-B iterations (about 17 min for level 16 on
-            # 175 Mo frames, 2 CPU cores), checkpointed,
-            # until L-BFGS-B's own criterion or a chunk lowering the loss by less than 1e-4
-            "level": 16, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 20000, "chunk_iter": 50, "rel_tol": 1e-4,
+            # to convergence (training/mtp.py): chunks of 50 L-BFGS-B iterations (about 8 min for level 16 on
+            # 175 Mo frames, 2 CPU cores as 2 MPI ranks), checkpointed, until L-BFGS-B's own criterion or a
+            # chunk lowering the loss by a relative 1e-3 or less: MLIP's own criterion (mlp train
+            # --bfgs-conv-tol, default 1e-3 "over 50 BFGS iterations"), with which maml fitted the mlearn MTPs
+            # (its MTPotential.train: bfgs_conv_tol=1e-3); maml's cap of 1000 iterations is not used: a fit
+            # stops when it converges or at its budget, marked
+            "level": 16, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 20000, "chunk_iter": 50, "rel_tol": 1e-3, "init": "lls",
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {
@@ -112,7 +115,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "radial_mlp_depth": 1, "radial_mlp_width": 32, "parity": False,
         },
         "mtp": {
-            "level": 8, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 1000, "chunk_iter": 100, "rel_tol": 1e-3,
+            "level": 8, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 1000, "chunk_iter": 100, "rel_tol": 1e-3, "init": "lls",
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {
@@ -143,7 +146,7 @@ METHOD_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "radial_mlp_depth": 1, "radial_mlp_width": 16, "parity": False,
         },
         "mtp": {
-            "level": 4, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 100, "chunk_iter": 50, "rel_tol": 1e-3,
+            "level": 4, "min_dist_a": 1.6, "cutoff_a": 5.0, "maxiter": 100, "chunk_iter": 50, "rel_tol": 1e-3, "init": "lls",
             "energy_weight": 1.0, "force_weight": 0.01, "stress_weight": 0.001,
         },
         "m3gnet": {
