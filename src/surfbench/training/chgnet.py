@@ -55,7 +55,7 @@ import numpy as np
 
 from surfbench.data.frames import Frame
 from surfbench.training.base import FINETUNE, RUNNING, TrainedModel, Trainer, TrainingError, TrainJob, check_job
-from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, resume_key
+from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
 from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
@@ -162,12 +162,10 @@ class ChgnetTrainer(Trainer):
             "training_set_size": f"{len(job.train)} structures",
             "licence": "BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
             "citation": "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)",
-            "note": ("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ")
-                    + (f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} ({foundation_file.name}) with "
-                       f"surfbench train (seed {job.seed}, preset {s.get('preset', '-')}, targets "
-                       f"{'efs' if use_stress else 'ef'}, no magmom loss: the frames have no magnetic moments); "
-                       f"{st.epochs_done} epochs, the best validation epoch {st.best_epoch} kept"
-                       + (f": {st.reason}" if st.converged else "")),
+            "note": registry_note(st, f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} "
+                                      f"({foundation_file.name}) with surfbench train (seed {job.seed}, preset "
+                                      f"{s.get('preset', '-')}, targets {'efs' if use_stress else 'ef'}, no magmom loss: "
+                                      "the frames have no magnetic moments)"),
         }
         return TrainedModel(weights_path=out, registry_entry=entry, n_parameters=n_parameters,
                             wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,

@@ -219,6 +219,15 @@ class EpochRun:
             self.echo(f"  {self.name}: budget-stopped: {st.reason}; the checkpoint after {st.epochs_done} epochs is kept")
 
 
+def registry_note(st: LoopState, what: str) -> str:
+    """A trained model's registry note: ``what`` (how it was trained) with how the training
+    ended, led by ``NOT CONVERGED (<state>: <reason>)`` unless it converged."""
+    ended = f"{st.epochs_done} epochs, the best validation epoch {st.best_epoch} kept"
+    if st.converged:
+        return f"{what}; {ended}: {st.reason}"
+    return f"NOT CONVERGED ({st.state}: {st.reason}); {what}; {ended}"
+
+
 # ---------------------------------------------------------------------------- RNG states
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from surfbench.training.base import (
     BUDGET_STOPPED, CONVERGED, EPOCH_CAP, FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob,
 )
-from surfbench.training.epochs import FINISHED, EpochRun, LoopState, read_state, resume_key
+from surfbench.training.epochs import FINISHED, EpochRun, LoopState, read_state, registry_note, resume_key
 from surfbench.training.io import REF_ENERGY, REF_FORCES, REF_STRESS, has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
@@ -188,9 +188,7 @@ class MaceTrainer(Trainer):
                        + (f", fine-tuned from {job.foundation}: its licence applies too)" if job.mode == FINETUNE else ")"),
             "citation": "Batatia et al., NeurIPS 35 (2022), arXiv:2206.07697 (MACE)",
         }
-        entry["note"] = (("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ")
-                         + f"mace_run_train, {st.epochs_done} epochs, the best validation epoch kept"
-                         + (f": {st.reason}" if st.converged else ""))
+        entry["note"] = registry_note(st, "trained with mace_run_train")
         return TrainedModel(
             weights_path=model_file, registry_entry=entry, n_parameters=count_parameters(model_file),
             wall_s=st.wall_s, peak_rss_mb=result.peak_rss_mb, log_path=result.log_path, cpu_s=result.cpu_s,

@@ -57,7 +57,7 @@ from surfbench.data.frames import Frame
 from surfbench.training.base import (
     FINETUNE, RUNNING, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, check_job,
 )
-from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, resume_key
+from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
 from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
 
@@ -177,9 +177,7 @@ class M3gnetTrainer(Trainer):
         log_path = work / "history.json"
         log_path.write_text(json.dumps(history, indent=1))
         entry = registry_entry(job, out, n_parameters, s)
-        entry["note"] = (("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ") + entry["note"]
-                         + f"; {st.epochs_done} epochs, the best epoch {st.best_epoch} kept"
-                         + (f": {st.reason}" if st.converged else ""))
+        entry["note"] = registry_note(st, entry["note"])
         return TrainedModel(
             weights_path=out, registry_entry=entry, n_parameters=n_parameters,
             wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,

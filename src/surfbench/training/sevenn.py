@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from surfbench.training.base import FINETUNE, RUNNING, TrainedModel, Trainer, TrainingError, TrainJob, check_job
-from surfbench.training.epochs import FINISHED, EpochRun, LoopState, resume_key
+from surfbench.training.epochs import FINISHED, EpochRun, LoopState, registry_note, resume_key
 from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import peak_rss_self_mb
 
@@ -198,11 +198,9 @@ class SevennetTrainer(Trainer):
             "training_set_size": f"{len(job.train)} structures",
             "licence": "MIT (sevenn >= 0.12 code and SevenNet-0 weights); fine-tuned locally by surfbench",
             "citation": "Park et al., J. Chem. Theory Comput. 20, 4857 (2024)",
-            "note": ("" if st.converged else f"NOT CONVERGED ({st.state}: {st.reason}); ")
-                    + (f"SevenNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} with surfbench train (seed "
-                       f"{job.seed}, preset {s.get('preset', '-')}, stress {'used' if use_stress else 'not used'}); "
-                       f"{st.epochs_done} epochs, the best validation epoch {st.best_epoch} kept"
-                       + (f": {st.reason}" if st.converged else "")),
+            "note": registry_note(st, f"SevenNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} with surfbench "
+                                      f"train (seed {job.seed}, preset {s.get('preset', '-')}, stress "
+                                      f"{'used' if use_stress else 'not used'})"),
         }
         return TrainedModel(weights_path=best, registry_entry=entry, n_parameters=n_parameters,
                             wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
