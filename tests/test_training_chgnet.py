@@ -108,16 +108,9 @@ def test_a_continued_run_ends_where_an_uninterrupted_one_does(tmp_path, frames):
     assert whole.state == "epoch-cap" and whole.converged is False and len(whole.history) == 3
     assert whole.registry_entry["note"].startswith("NOT CONVERGED (epoch-cap")
     # stop after epoch 2 as a budget does, then continue with --resume
-    job = _job(tmp_path, frames, "pieces", **fast)
-    job.deadline = time.time() + 3600
-    from surfbench.training.epochs import EpochRun
+    from tests.training_checks import train_stopped_by_budget_after
 
-    original = EpochRun.time_left_for_epoch
-    EpochRun.time_left_for_epoch = lambda self: len(self.epoch_times) < 2
-    try:
-        part = trainer.train(job)
-    finally:
-        EpochRun.time_left_for_epoch = original
+    part = train_stopped_by_budget_after(trainer, _job(tmp_path, frames, "pieces", **fast), 2)
     assert part.state == "budget-stopped" and len(part.history) == 2
     state = json.loads((tmp_path / "pieces" / STATE_FILE).read_text())
     assert state["epochs_done"] == 2

@@ -152,23 +152,17 @@ def test_a_continued_run_ends_where_an_uninterrupted_one_does(tmp_path, frames):
     """Checkpoint after every epoch (issue 28), one Lightning fit per epoch: three epochs in one
     run, or two (stopped as a budget stops them) continued with --resume, give the same losses."""
     import json
-    import time
 
-    from surfbench.training.epochs import STATE_FILE, EpochRun
+    from surfbench.training.epochs import STATE_FILE
 
     fast = {"batch_size": 1, "threads": 1, "epochs": 3}
     trainer = get_trainer("m3gnet")
     whole = trainer.train(_job(tmp_path, frames, FINETUNE, "whole", **fast))
     assert whole.state == "epoch-cap" and whole.converged is False and len(whole.history) == 3
     assert whole.registry_entry["note"].startswith("NOT CONVERGED (epoch-cap")
-    job = _job(tmp_path, frames, FINETUNE, "pieces", **fast)
-    job.deadline = time.time() + 3600
-    original = EpochRun.time_left_for_epoch
-    EpochRun.time_left_for_epoch = lambda self: len(self.epoch_times) < 2
-    try:
-        part = trainer.train(job)
-    finally:
-        EpochRun.time_left_for_epoch = original
+    from tests.training_checks import train_stopped_by_budget_after
+
+    part = train_stopped_by_budget_after(trainer, _job(tmp_path, frames, FINETUNE, "pieces", **fast), 2)
     assert part.state == "budget-stopped" and len(part.history) == 2
     assert json.loads((tmp_path / "pieces" / STATE_FILE).read_text())["epochs_done"] == 2
     assert [p.name for p in (tmp_path / "pieces").glob("lightning-epoch*.ckpt")] == ["lightning-epoch0002.ckpt"]

@@ -87,3 +87,19 @@ def assert_evaluated_through_store(model, mlearn_surfaces, store_path: Path, abs
     atoms.calc = model.calculator
     assert rows.loc[slab.id, "energy_ev"] == pytest.approx(atoms.get_potential_energy(), abs=abs_ev)
     assert rows.loc[slab.id, "status"] == "ok" and rows.loc[slab.id, "model"] == model.name
+
+
+def train_stopped_by_budget_after(trainer, job, epochs: int):
+    """Train ``job`` with a budget that leaves room for ``epochs`` epochs only (the budget's
+    decision stubbed, so that the stop does not depend on the machine's speed)."""
+    import time
+
+    from surfbench.training.epochs import EpochRun
+
+    job.deadline = time.time() + 3600
+    original = EpochRun.time_left_for_epoch
+    EpochRun.time_left_for_epoch = lambda self: len(self.epoch_times) < epochs
+    try:
+        return trainer.train(job)
+    finally:
+        EpochRun.time_left_for_epoch = original
