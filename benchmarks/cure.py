@@ -164,7 +164,7 @@ def _name(r) -> str:
 
 
 def print_tables(work: Path, n_boot: int) -> None:
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
     from surfbench.training.curves import SPECIALIST, ZERO_SHOT, protocol_table
 
     with ResultStore(work, read_only=True) as store:

@@ -56,7 +56,7 @@ def _size_order(size: str) -> float:
 
 
 def print_tables(work: Path, n_boot: int, methods: list[str], protocols: list[str]) -> None:
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
     from surfbench.training.curves import ZERO_SHOT, protocol_table, trainings
 
     with ResultStore(work, read_only=True) as store:

@@ -38,12 +38,12 @@ def main() -> None:
     ap.add_argument("--skip-dask", action="store_true")
     args = ap.parse_args()
 
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
     from surfbench.execution.dataset_cache import load_dataset_cached
     from surfbench.execution.executors import make_executor
-    from surfbench.execution.model_info import cap_threads
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
+    from surfbench.models.model_info import cap_threads
+    from surfbench.store.results import ResultStore
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="eval-speed-"))
     cap_threads(1)  # torch, loaded with the model below, starts with OMP_NUM_THREADS=1

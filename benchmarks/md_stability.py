@@ -49,15 +49,15 @@ def main() -> None:
     import pandas as pd
 
     from surfbench.data.registry import load_dataset
-    from surfbench.dynamics.presets import get_preset
-    from surfbench.dynamics.presets import protocol_key
+    from surfbench.dynamics.presets import get_preset, protocol_key
     from surfbench.dynamics.runner import CheckResult, run_checks
     from surfbench.dynamics.select import SelectionError, worst_per_element
-    from surfbench.dynamics.store import NUMBER_COLUMNS, MDStore, md_runs
     from surfbench.dynamics.verdicts import Thresholds
-    from surfbench.evaluation.runner import run as run_static
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run as run_static
     from surfbench.models import ModelLoadError, load_model
+    from surfbench.store.md_runs import MDStore, md_runs
+    from surfbench.store.results import ResultStore
+    from surfbench.store.schema import MD_NUMBER_COLUMNS as NUMBER_COLUMNS
 
     ds = load_dataset("mlearn-surfaces", args.data_dir, download=False)
     settings = get_preset(args.preset)

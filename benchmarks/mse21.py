@@ -22,11 +22,11 @@ from rich.console import Console
 from surfbench.analysis.reference_gamma import reference_predictions
 from surfbench.data.mse21 import load_mse21
 from surfbench.evaluation.model_built import ModelBuiltProtocol
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
 from surfbench.evaluation.thickness import converged_layers, thickness_convergence
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.report.reference_tables import render_reference
+from surfbench.store.results import ResultStore
 
 
 def _load() -> str:

@@ -15,10 +15,10 @@ from rich.console import Console
 from surfbench.analysis.relaxation import relaxation_split
 from surfbench.data.mlearn import load_mlearn_surfaces
 from surfbench.evaluation.relax import RelaxedProtocol
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.report.console import render_relaxation_split
+from surfbench.store.results import ResultStore
 
 
 def main() -> None:

@@ -143,11 +143,11 @@ def _dask(work: Path, args) -> None:
               f"model loads); {load()}")
     print(f"Dask speed-up, whole process: {dask[1]:.1f} s / {dask[2]:.1f} s = {dask[1] / dask[2]:.2f}x (target >= 1.7)")
     # the run itself, in this process: cluster start-up excluded, model loads on the workers included
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
     from surfbench.execution.dataset_cache import load_dataset_cached
     from surfbench.execution.executors import make_executor
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
+    from surfbench.store.results import ResultStore
 
     ds = load_dataset_cached(DATASET, work / "data")
     phase = {}
@@ -179,7 +179,7 @@ def step_populate(work: Path, args) -> None:
 
 
 def _fingerprints(work: Path) -> list[str]:
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
 
     with ResultStore(work / "store", read_only=True) as store:
         runs = store.runs()
@@ -245,7 +245,7 @@ def step_cost(work: Path, args) -> None:
     static on this CPU T = N t / W; relaxed T ~ (1 + steps) N t / W (one force call per FIRE
     step); SLURM through dask-jobqueue with J jobs of w workers: N t / (J w) + t_load + queue
     wait; one GPU: N t_GPU with t_GPU assumed (see GPU_S_PER_STRUCTURE)."""
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
 
     with ResultStore(work / "store", read_only=True) as store:
         res = store.frame("SELECT m.name AS model, r.wall_s, r.status, r.failure_kind, rec.n_atoms, rec.kind "

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     from surfbench.analysis.predictions import slab_predictions
     from surfbench.data.mlearn import load_mlearn_surfaces
     from surfbench.evaluation.frames import evaluate_frames, frame_id
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
+    from surfbench.store.results import ResultStore
     from surfbench.training.pipeline import frameset_of, train_curve
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

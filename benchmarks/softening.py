@@ -15,11 +15,11 @@ import time
 
 from rich.console import Console
 
+from surfbench.analysis.softening_study import softening_study, subsample_frames
 from surfbench.data.mlearn import load_mlearn_frames, load_mlearn_surfaces
-from surfbench.evaluation.softening import softening_study, subsample_frames
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import load_model
 from surfbench.report.console import render_softening
+from surfbench.store.results import ResultStore
 
 OFFLINE = ["m3gnet-mp-2021.2.8-pes", "m3gnet-matpes-pbe-v2025.1-pes", "tensornet-matpes-pbe-v2025.1-pes",
            "chgnet-0.3.0", "sevennet-0", "sevennet-mf-0", "sevennet-l3i5"]

@@ -80,7 +80,7 @@ def main() -> None:
     from surfbench.analysis import seen
     from surfbench.analysis.metrics import metrics
     from surfbench.analysis.predictions import bulk_predictions, slab_predictions
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
 
     with ResultStore(workdir, read_only=True) as store:
         runs = store.runs()

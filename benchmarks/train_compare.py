@@ -74,9 +74,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from surfbench.data.mlearn import load_mlearn_surfaces
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import ModelLoadError, load_model
+    from surfbench.store.results import ResultStore
     from surfbench.training.pipeline import surface_metrics, train_curve
 
     store_dir = Path(args.store)
@@ -131,7 +131,7 @@ def main() -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     with ResultStore(store_dir) as store:
-        from surfbench.training.pipeline import trainings
+        from surfbench.store.trainings import trainings
 
         cpu = trainings(store).set_index("name")["cpu_s"].to_dict()
     for r in rows:

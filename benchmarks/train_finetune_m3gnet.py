@@ -51,9 +51,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from surfbench.data.mlearn import load_mlearn_frames, load_mlearn_surfaces
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import load_model, registry
+    from surfbench.store.results import ResultStore
     from surfbench.training.base import FINETUNE, TrainJob, get_trainer
     from surfbench.training.matgl import DEFAULT_FOUNDATION, DEFAULT_SETTINGS
     from surfbench.training.splits import make_split

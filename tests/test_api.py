@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import surfbench
 from surfbench.cli import app
-from surfbench.evaluation.store import FingerprintChanged
 from surfbench.models.base import ModelLoadError
 from surfbench.models.instance import instance_model
+from surfbench.store.results import FingerprintChanged
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 
 runner = CliRunner(env={"COLUMNS": "250"})

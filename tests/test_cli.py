@@ -8,7 +8,7 @@ from ase.io import write
 from typer.testing import CliRunner
 
 from surfbench.cli import app
-from surfbench.evaluation.store import ResultStore
+from surfbench.store.results import ResultStore
 from tests.conftest import needs_data
 
 runner = CliRunner(env={"COLUMNS": "250"})

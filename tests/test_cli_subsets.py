@@ -18,9 +18,9 @@ from surfbench.analysis.predictions import bulk_predictions, slab_predictions
 from surfbench.cli import app
 from surfbench.data.subset import Subset, SubsetError, parse_millers
 from surfbench.data.userdata import write_user_dataset
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from tests.workdirs import cu_dataset
 
 runner = CliRunner(env={"COLUMNS": "250"})

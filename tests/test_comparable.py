@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 import surfbench
 from surfbench.analysis.comparable import comparability
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
+from surfbench.analysis.ranking import comparison_table, model_order
 from surfbench.cli import app
 from surfbench.data.userdata import write_user_dataset
-from surfbench.evaluation.store import ResultStore
-from surfbench.report import run_figures as rf
+from surfbench.report.comparison_figures import comparison_display
+from surfbench.report.element_figures import element_rmse, element_rmse_ptables, miller_rmse_bars
 from surfbench.report.html import build_report
+from surfbench.store.results import ResultStore
 from tests.conftest import needs_data
 from tests.test_cli_subsets import cu_ni_dataset
 
@@ -78,7 +80,7 @@ def test_the_rule(store):
 
 def test_comparison_table_ranks_only_comparable_models(store):
     bulks, slabs = _frames(store["work"])
-    table, pairs = rf.comparison_table(bulks, slabs, n_boot=200)
+    table, pairs = comparison_table(bulks, slabs, n_boot=200)
     t = table.set_index("model")
     assert bool(t.loc["offset-cu", "comparable"]) is False and bool(t.loc["emt-all", "comparable"]) is True
     assert int(t.loc["offset-cu", "gamma_n_evaluated"]) == 2 and int(t.loc["offset-cu", "n_slabs"]) == 3
@@ -94,25 +96,25 @@ def test_comparison_table_ranks_only_comparable_models(store):
     # shown over its own slabs and never ranked
     cu = slabs[(slabs["model"] == "emt-all") & (slabs["element"] == "Cu")]["error_gamma_j_per_m2"].to_numpy(dtype=float)
     assert t.loc["offset-cu", "gamma_rmse"] == pytest.approx(np.sqrt(np.mean(cu**2)), rel=1e-9)
-    shown = rf.comparison_display(table)
+    shown = comparison_display(table)
     assert "offset-cu (not comparable: 2 of 3 slabs)" in set(shown["model"])
     # the order of the figures: comparable models by their common-slab RMSE, then the others
-    assert rf.model_order(slabs)[-1] == "offset-cu"
+    assert model_order(slabs)[-1] == "offset-cu"
 
 
 def test_figures_mark_the_model_with_other_coverage(store):
     bulks, slabs = _frames(store["work"])
-    bars = rf.miller_rmse_bars(slabs)
+    bars = miller_rmse_bars(slabs)
     by_name = {tr.name: tr for tr in bars.data}
     assert "offset-cu (not comparable: 2 of 3 slabs)" in by_name and "emt-all" in by_name
     assert by_name["offset-cu (not comparable: 2 of 3 slabs)"].marker.pattern.shape == "/"
     # an element a model never ran is not "every prediction failed": no (offset-cu, Ni) tile
-    per = rf.element_rmse(bulks, slabs)
+    per = element_rmse(bulks, slabs)
     assert set(per.loc[per["model"] == "offset-cu", "element"]) == {"Cu"}
     assert set(per.loc[per["model"] == "emt-all", "element"]) == {"Cu", "Ni"}
     # the shared colour scale comes from the comparable models: the 10 eV/atom offset of offset-cu does not
     # flatten their energy colours (it gets its own scale, and its title says so)
-    figs = rf.element_rmse_ptables(bulks, slabs)
+    figs = element_rmse_ptables(bulks, slabs)
 
     def bulk_cmax(fig) -> float:
         return next(tr.marker.cmax for tr in fig.data if getattr(tr, "marker", None) is not None

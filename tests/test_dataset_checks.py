@@ -24,8 +24,8 @@ from surfbench.data.contacts import close_contact
 from surfbench.data.errors import DataError, DataWarning
 from surfbench.data.userdata import validate, write_user_dataset
 from surfbench.evaluation.protocols import StaticProtocol
-from surfbench.evaluation.store import STORE_NAME
 from surfbench.records import BulkRecord, Dataset
+from surfbench.store.results import STORE_NAME
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 from tests.workdirs import cu_dataset
 

@@ -16,7 +16,12 @@ from scipy.stats import spearmanr
 from surfbench.analysis import descriptors as dmod
 from surfbench.analysis.descriptors import DescriptorCache, DescriptorError, DescriptorSettings, site_descriptors
 from surfbench.analysis.domain import (
-    distance_error_correlation, reduce_distance, select_sites, site_distances, spearman_bootstrap)
+    distance_error_correlation,
+    reduce_distance,
+    select_sites,
+    site_distances,
+    spearman_bootstrap,
+)
 from surfbench.analysis.kernels import kernel_pca, structure_kernel
 from surfbench.analysis.lattice import lattice_type
 from tests.conftest import needs_data
@@ -253,10 +258,10 @@ def test_map_command_and_report_on_mlearn(mlearn_surfaces, data_dir, tmp_path, m
     from surfbench.analysis.descriptor_map import load_maps
     from surfbench.analysis.predictions import slab_predictions
     from surfbench.cli import app
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
     from surfbench.report.html import SECTIONS, build_report
+    from surfbench.store.results import ResultStore
 
     ds = mlearn_surfaces.select(elements={"Cu", "Ni"})
     with ResultStore(tmp_path) as store:

@@ -14,12 +14,12 @@ from ase.build import bulk, fcc100, fcc111
 from typer.testing import CliRunner
 
 from surfbench.evaluation.relax import RelaxedProtocol
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
 from surfbench.execution.executors import DaskExecutor, InProcessExecutor, LazyExecutor, jobqueue_cluster, make_executor
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.models.registry import ENV_EXTRA_REGISTRY, registry_entries
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from tests.test_isolated import second_env  # noqa: F401 - fixture: a second Python environment
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surfbench.analysis.facets import facet_ordering, parse_miller, wulff_analysis
+from surfbench.analysis.facets import facet_ordering, wulff_analysis
+from surfbench.data.miller import parse_miller
 
 A_FCC = 3.6
 CUBIC = json.dumps((np.eye(3) * A_FCC).tolist())

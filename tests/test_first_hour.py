@@ -52,8 +52,8 @@ def test_a_module_distribution_is_found_without_scanning_every_distribution(monk
     import ase.calculators.emt
     import yaml
 
-    from surfbench.models.loaders import ase_factory
     import tests.calcs
+    from surfbench.models.loaders import ase_factory
 
     def scan():
         raise AssertionError("packages_distributions scans every installed distribution")
@@ -71,7 +71,7 @@ def test_threads_caps_blas_and_openmp_pools_too(tmp_path):
     """--threads N caps numpy's OpenBLAS (threadpoolctl) and sets the variables libraries loaded
     later read, not only torch's count; in a fresh interpreter so that the cap stays there."""
     code = ("import json, os, numpy\nfrom threadpoolctl import threadpool_info\n"
-            "from surfbench.execution.model_info import cap_threads\n"
+            "from surfbench.models.model_info import cap_threads\n"
             "n = cap_threads(1)\n"
             "print(json.dumps({'n': n, 'pools': [p['num_threads'] for p in threadpool_info()],"
             " 'env': [os.environ.get(v) for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')]}))\n")
@@ -182,9 +182,9 @@ def test_models_never_cuts_a_name_a_user_must_type(columns):
 def test_the_mean_signed_error_is_never_called_mse(tmp_path):
     """Tables, CSV, JSON and the API say mean signed error (``mean_signed_error``), never
     ``mse``, which an ML reader takes for the mean squared error."""
-    import surfbench
     from ase.calculators.emt import EMT
 
+    import surfbench
     from tests.workdirs import cu_dataset
 
     res = surfbench.evaluate(EMT(), name="emt-obj", dataset=cu_dataset(), workdir=tmp_path, progress=False)
@@ -205,7 +205,7 @@ def test_the_mean_signed_error_is_never_called_mse(tmp_path):
 def test_softening_studies_stored_with_the_old_keys_still_report():
     """A store written before the rename holds softening payloads with ``mse_*`` keys: the report
     reads them under the new names."""
-    from surfbench.report.physics_sections import _renamed
+    from surfbench.report.sections.softening import _renamed
 
     old = {"model": "m", "rmse_before_j_per_m2": 0.3, "mse_before_j_per_m2": -0.2, "mse_after_j_per_m2": 0.01}
     new = _renamed(old)

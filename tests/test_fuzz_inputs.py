@@ -270,8 +270,8 @@ def test_corrupt_result_store(tmp_path_factory, small_store, cut, flips):
     from typer.testing import CliRunner
 
     from surfbench.cli import app
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
-    from surfbench.evaluation.store_file import StoreError
+    from surfbench.store.file import StoreError
+    from surfbench.store.results import STORE_NAME, ResultStore
 
     folder = tmp_path_factory.mktemp("db")
     path = folder / STORE_NAME

@@ -11,7 +11,7 @@ import io
 import json
 import re
 import tarfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,13 @@ from pymatgen.io.ase import AseAtomsAdaptor  # noqa: E402
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer  # noqa: E402
 
 from surfbench.data.geometry import (  # noqa: E402
-    MillerMatch,
-    infer_miller_index,
     select_reference_bulk,
     surface_area,
     symmetry_order,
     vacuum_axis,
     vacuum_gaps,
 )
+from surfbench.data.miller import MillerMatch, infer_miller_index  # noqa: E402
 from tests.conftest import needs_shared  # noqa: E402
 
 # spglib (through pymatgen) warns on every call about its old error handling
@@ -63,12 +62,12 @@ needs_mlearn = needs_shared(
     MLEARN, TARBALL, reason=f"real mlearn data not found at {DATA} (the shared/data folder beside the repository)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _docs(element: str, split: str) -> tuple[dict, ...]:
     return tuple(json.loads((MLEARN / element / f"{split}.json").read_text()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json_frames(element: str, split: str) -> tuple[Atoms, ...]:
     """Structure, total energy and forces only (no group or description)."""
     frames = []
@@ -81,7 +80,7 @@ def _json_frames(element: str, split: str) -> tuple[Atoms, ...]:
     return tuple(frames)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _xyz_frames(element: str, split: str = "train") -> tuple[Atoms, ...]:
     from ase.io import read
 
@@ -101,7 +100,7 @@ def _bulk(element: str) -> Atoms:
     return _json_frames(element, "training")[_labelled_ground_state(element)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _conventional(element: str) -> Structure:
     atoms = _bulk(element)
     clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)

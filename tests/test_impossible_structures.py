@@ -12,10 +12,10 @@ from surfbench.cli import app
 from surfbench.data.contacts import MIN_DISTANCE_A, close_contact, screen
 from surfbench.data.errors import DataError
 from surfbench.data.userdata import load_user_dataset, validate
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from tests.conftest import needs_data
 
 cli = CliRunner(env={"COLUMNS": "250"})
@@ -177,7 +177,7 @@ def test_screened_records_skip_the_evaluations_own_check_until_edited(monkeypatc
     from ase.calculators.emt import EMT
 
     from surfbench.data import contacts
-    from surfbench.evaluation.protocols import get_protocol
+    from surfbench.evaluation.registry import get_protocol
 
     b, s = _cu()
     slab = SurfaceRecord(id="cu/111", element="Cu", atoms=s, energy_ev=-10.0, bulk_id="cu/bulk",

@@ -9,11 +9,11 @@ import pytest
 import yaml
 from ase.build import bulk, fcc111
 
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import ModelLoadError, load_model
 from surfbench.models.registry import ENV_EXTRA_REGISTRY, registry_entries
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 
 
 @pytest.fixture(scope="module")

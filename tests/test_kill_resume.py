@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from surfbench.evaluation.store import STORE_NAME
+from surfbench.store.results import STORE_NAME
 from tests.conftest import REPO, needs_data
 
 pytestmark = needs_data

@@ -181,7 +181,7 @@ def test_seen_and_unseen_slabs_on_real_data(data_dir, tmp_path, capsys):
 
     from surfbench.analysis.predictions import slab_predictions
     from surfbench.cli import app
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
 
     runner = CliRunner()
     res = runner.invoke(app, ["run", "--model", "qsnap-zuo2020", "--dataset", "mlearn-surfaces",

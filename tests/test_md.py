@@ -20,11 +20,11 @@ from surfbench.dynamics import verdicts as V
 from surfbench.dynamics.md import MDInputError, make_slab_whole, run_md
 from surfbench.dynamics.presets import MDSettings, MDSettingsError, get_preset, melting_point_k, protocol_key
 from surfbench.dynamics.select import SelectionError, by_ids, worst_per_element
-from surfbench.dynamics.store import MDStore, md_runs
-from surfbench.evaluation.runner import run as run_static
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run as run_static
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.md_runs import MDStore, md_runs
+from surfbench.store.results import ResultStore
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 
 QUICK = get_preset("cpu-quick")

@@ -21,11 +21,11 @@ from surfbench.data.errors import DataError
 from surfbench.data.mse21 import CSV, ZIP, load_mse21, parse_csv
 from surfbench.evaluation import slab_builder
 from surfbench.evaluation.model_built import ModelBuiltProtocol
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
 from surfbench.evaluation.thickness import converged_layers, thickness_convergence
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, ReferenceSurfaceRecord, SurfaceRecord
+from surfbench.store.results import ResultStore
 from tests.conftest import SHARED_DATA
 
 HAVE_MSE21 = (SHARED_DATA / CSV.relpath).is_file()

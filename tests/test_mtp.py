@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import yaml
 from ase.build import bulk, fcc111
 
@@ -26,10 +25,11 @@ pytest.importorskip("motep.calculator", reason="motep is not installed (pip inst
 
 from surfbench.evaluation.protocols import CALCULATOR_ERROR, StaticProtocol  # noqa: E402
 from surfbench.models import ModelLoadError, get_spec, load_model  # noqa: E402
-from surfbench.models.base import package_version, sha256_files  # noqa: E402
+from surfbench.models.base import sha256_files  # noqa: E402
 from surfbench.models.loaders.mtp import normalise_mtp_text  # noqa: E402
-from tests.conftest import REPO, SHARED_DATA, needs_shared  # noqa: E402
+from surfbench.util import package_version  # noqa: E402
 from tests.checks import assert_stress_is_strain_derivative  # noqa: E402
+from tests.conftest import REPO, SHARED_DATA, needs_shared  # noqa: E402
 
 MTP_DIR = REPO.parent / "shared" / "models" / "mtp"
 INITIAL = MTP_DIR / "level04-initial.mtp"

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
 from surfbench.training.base import TrainingError
 from surfbench.training.mtp import CHECKPOINT, STATE_FILE, chunk_outcome, fit_chunks
-from surfbench.training.pipeline import train_curve, trainings
+from surfbench.training.pipeline import train_curve
 from tests.conftest import SHARED_MODELS, needs_mtp_inputs
 
 pytest.importorskip("motep.calculator", reason="motep is not installed (pip install torch==2.13.0 'motep>=0.2,<0.3')")
@@ -100,7 +101,7 @@ def test_iteration_cap_marks_not_converged_and_a_rerun_continues(tmp_path, data_
         assert curve_table(store).query("n_train > 0")["model"].str.endswith("[NOT CONVERGED (iteration-cap)]").all()
         pt = protocol_table(store, "mlearn-surfaces", n_boot=10)
         assert (pt.loc[pt["method"] == "mtp", "label"].str.endswith("[NOT CONVERGED (iteration-cap)]")).all()
-        from surfbench.report.training_figures import convergence_html
+        from surfbench.report.sections.training import convergence_html
 
         assert "<b>1 of 1 trained models did not converge</b>" in convergence_html(store, curve_table(store))
     assert any("NOT CONVERGED (iteration-cap) (a rerun continues it)" in s for s in lines)
@@ -126,8 +127,8 @@ def test_iteration_cap_marks_not_converged_and_a_rerun_continues(tmp_path, data_
 
 
 def test_budget_stops_at_the_last_checkpoint(tmp_path, data_dir):
-    from surfbench.training.splits import load_frames
     from surfbench.training.io import write_extxyz
+    from surfbench.training.splits import load_frames
 
     frames = load_frames("mlearn", ["Cu"], data_dir, download=False)[:6]
     work = tmp_path / "fit"

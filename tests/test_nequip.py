@@ -28,16 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ase.build import bulk, fcc111
 
 from surfbench.models import ModelLoadError, get_spec, load_model
 from surfbench.models.base import sha256_files
 from surfbench.models.isolated import resolve_python
 from surfbench.models.loaders.nequip import CHECKPOINT, NequipBackend, detect_format
+from tests.checks import assert_stress_is_strain_derivative
 from tests.conftest import SHARED_DATA
 from tests.nequip_model import TYPE_NAMES, run_tool, train_tiny_model, training_frames
-from tests.checks import assert_stress_is_strain_derivative
 
 
 def _nequip_env() -> tuple[Path | None, str]:

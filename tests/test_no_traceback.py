@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from surfbench.cli import app
-from surfbench.evaluation.store import STORE_NAME
 from surfbench.models import load_model
 from surfbench.models.device import DeviceError, check_device
+from surfbench.store.results import STORE_NAME
 from tests.workdirs import damage, fill_store, read_only, write_cu_file
 
 runner = CliRunner(env={"COLUMNS": "250"})

@@ -148,10 +148,10 @@ return cut;"""
 @pytest.fixture(scope="module")
 def two_model_report(tmp_path_factory) -> Path:
     """A report of two models with a long name (an ASE factory) and failures in its legends."""
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
     from surfbench.report.html import build_report
+    from surfbench.store.results import ResultStore
 
     root = tmp_path_factory.mktemp("report")
     with ResultStore(root) as store:

@@ -137,9 +137,9 @@ def test_train_readout_facet_cv_end_to_end(base, data_dir, tmp_path, monkeypatch
     (E_slab - n e_bulk) / 2A from that fold's own slab and bulk energies; ``table --trained``
     prints the pooled row beside the base model; a rerun trains nothing and reuses every result."""
     from surfbench.cli import app
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
+    from surfbench.store.trainings import trainings
     from surfbench.training.curves import judged_predictions, protocol_table
-    from surfbench.training.pipeline import trainings
     from surfbench.units import EV_PER_A2_IN_J_PER_M2
 
     monkeypatch.setenv("SURFBENCH_DATA_DIR", str(data_dir))

@@ -241,9 +241,9 @@ def test_relaxed_protocol_with_a_readout(name, tmp_path):
     """A readout model relaxes a Cu(111) slab through the normal runner: forces converge to
     fmax (so they are the gradient the optimiser follows) and gamma is finite."""
     from surfbench.analysis.predictions import slab_predictions
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+    from surfbench.store.results import ResultStore
 
     base = load_model(name)
     d = tap_for(base).energy_and_features(_cell())[1].shape[1]

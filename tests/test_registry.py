@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
+from importlib import resources
 
 import jsonschema
 import pytest
 import yaml
-from importlib import resources
 
 from surfbench.models import ModelLoadError, list_specs, load_model
 from surfbench.models.environments import PRESETS, install_commands

@@ -13,12 +13,12 @@ from ase.optimize import BFGS
 from surfbench.analysis.predictions import slab_predictions
 from surfbench.analysis.relaxation import relaxation_split, split_summary
 from surfbench.data.geometry import layer_indices
-from surfbench.evaluation.protocols import get_protocol
+from surfbench.evaluation.registry import get_protocol
 from surfbench.evaluation.relax import RelaxedProtocol, RelaxSettings
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 from tests.calcs import Raising
 from tests.conftest import needs_data

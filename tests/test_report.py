@@ -24,12 +24,11 @@ from ase.build import bulk, surface
 
 from surfbench.analysis.metrics import failure_counts, metrics
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
-
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, in_plane_area_a2
 from surfbench.report.html import SECTIONS, ReportError, build_report
+from surfbench.store.results import ResultStore
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 from tests.conftest import needs_data
 
@@ -313,7 +312,7 @@ def test_wulff_shapes_drawn_for_the_bulks_models_get_most_wrong():
     import numpy as np
     import pandas as pd
 
-    from surfbench.report import html
+    from surfbench.report.sections import wulff as html
 
     n = html.MAX_WULFF_BULKS + 3
     rows = []

@@ -20,11 +20,11 @@ import pytest
 from ase.build import bulk, fcc100, fcc111
 from ase.calculators.lj import LennardJones
 
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import STORE_NAME, FingerprintChanged, ResultStore
 from surfbench.execution.executors import InProcessExecutor, make_executor
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import STORE_NAME, FingerprintChanged, ResultStore
 from tests.conftest import REPO, needs_data
 
 # ---------------------------------------------------------------------------- calculators

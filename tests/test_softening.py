@@ -10,15 +10,15 @@ from ase.calculators.emt import EMT
 from typer.testing import CliRunner
 
 from surfbench.analysis.softening import _bootstrap_ratio, slope_through_origin
+from surfbench.analysis.softening_study import REF_PREFIX, softening_study
 from surfbench.data.frames import Frame
 from surfbench.evaluation.frames import evaluate_frames, frame_id
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.softening import REF_PREFIX, softening_study
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.models.correction import CorrectedModel, ScaledCalculator, SofteningCorrection
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
 from surfbench.report.html import build_report
+from surfbench.store.results import ResultStore
 from tests.checks import assert_stress_is_strain_derivative
 from tests.conftest import needs_data
 

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from surfbench.cli import app
 from surfbench.data.userdata import dataset_name, write_user_dataset
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
 from surfbench.execution.dataset_cache import load_dataset_cached
+from surfbench.execution.runner import run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 
 cli = CliRunner(env={"COLUMNS": "250"})

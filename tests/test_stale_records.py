@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 import surfbench
 from surfbench.cli import app
 from surfbench.data.userdata import write_user_dataset
-from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from tests.workdirs import cu_dataset
 
 runner = CliRunner(env={"COLUMNS": "250"})

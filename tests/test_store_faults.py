@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from surfbench.cli import app
-from surfbench.evaluation.store import STORE_NAME, ResultStore
-from surfbench.evaluation.store_file import DamagedStore, StoreNotWritable
+from surfbench.store.file import DamagedStore, StoreNotWritable
+from surfbench.store.results import STORE_NAME, ResultStore
 from tests.workdirs import damage, fill_store, read_only, write_cu_file
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -200,6 +200,6 @@ def test_a_store_of_an_older_schema_is_upgraded_before_a_read(work):
     with ResultStore(work, read_only=True) as store:
         assert len(store.results()) == 3
     with sqlite3.connect(work / STORE_NAME) as con:
-        from surfbench.evaluation.store import SCHEMA_VERSION
+        from surfbench.store.schema import SCHEMA_VERSION
 
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

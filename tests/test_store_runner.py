@@ -8,12 +8,13 @@ import pytest
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 
+from surfbench.analysis.export import export_results
 from surfbench.analysis.metrics import error_stats, metrics
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
-from surfbench.evaluation.runner import pending, run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import pending, run
 from surfbench.models import load_model
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 from surfbench.units import EV_PER_A2_IN_J_PER_M2
 
 
@@ -186,10 +187,10 @@ def test_export_roundtrip(tmp_path):
     ds = _dataset()
     with ResultStore(tmp_path) as store:
         run(ds, load_model("emt"), store)
-        store.export(tmp_path / "r.csv")
-        store.export(tmp_path / "r.parquet")
+        export_results(store, tmp_path / "r.csv")
+        export_results(store, tmp_path / "r.parquet")
         with pytest.raises(ValueError, match="unknown export format"):
-            store.export(tmp_path / "r.xlsx")
+            export_results(store, tmp_path / "r.xlsx")
         ref = store.results("toy")
     for df in (pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")):
         assert len(df) == 3
@@ -221,8 +222,8 @@ def test_export_has_gamma_columns_and_miller_as_text(tmp_path):
         run(ds, load_model("emt"), store)
         run(mo, load_model("emt"), store)  # EMT refuses the Mo bulk: the slabs lose their gamma
         ref = slab_predictions(store.results("toy")).set_index("record_id")
-        store.export(tmp_path / "r.csv")
-        store.export(tmp_path / "r.parquet")
+        export_results(store, tmp_path / "r.csv")
+        export_results(store, tmp_path / "r.parquet")
     for df in (pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")):
         assert len(df) == 6
         toy = df[df["dataset"] == "toy"].set_index("record_id")

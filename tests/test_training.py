@@ -11,14 +11,19 @@ from ase.build import bulk, fcc100
 
 from surfbench.data.frames import Frame
 from surfbench.data.geometry import vacuum_axis
-from surfbench.models import ModelLoadError, get_spec, load_model
-from surfbench.models import registry
+from surfbench.models import ModelLoadError, get_spec, load_model, registry
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, structure_hash
 from surfbench.training import presets
 from surfbench.training.base import FINETUNE, SCRATCH, TRAINERS, TrainingError
 from surfbench.training.pipeline import curve_id, model_name, write_registry_entry
 from surfbench.training.splits import (
-    EVALUATED_SLAB, SURFACE_GROUP, VACUUM_SLAB, load_frames, make_split, nested_subsets, read_labelled_frames,
+    EVALUATED_SLAB,
+    SURFACE_GROUP,
+    VACUUM_SLAB,
+    load_frames,
+    make_split,
+    nested_subsets,
+    read_labelled_frames,
     same_structure,
 )
 from tests.conftest import needs_data

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
 from surfbench.training.base import TrainingError
-from surfbench.training.pipeline import train_curve, trainings
+from surfbench.training.pipeline import train_curve
 from tests.conftest import needs_data
 from tests.training_checks import check_curve
 

@@ -11,9 +11,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import registry
-from surfbench.training.pipeline import train_curve, trainings
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
+from surfbench.training.pipeline import train_curve
 from tests.conftest import SHARED_MODELS, needs_mtp_inputs
 from tests.training_checks import check_curve
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import ModelLoadError, get_spec, registry
 from surfbench.models.isolated import resolve_python
-from surfbench.training.pipeline import train_curve, trainings
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
+from surfbench.training.pipeline import train_curve
 from tests.conftest import needs_data
 from tests.training_checks import check_curve
 

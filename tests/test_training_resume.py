@@ -17,7 +17,15 @@ import torch
 
 from surfbench.training.base import TrainingError, get_trainer
 from surfbench.training.epochs import (
-    BUDGET_STOPPED, CHECKPOINT_FILE, CONVERGED, EPOCH_CAP, KILLED, STATE_FILE, EpochRun, observed_state, read_state,
+    BUDGET_STOPPED,
+    CHECKPOINT_FILE,
+    CONVERGED,
+    EPOCH_CAP,
+    KILLED,
+    STATE_FILE,
+    EpochRun,
+    observed_state,
+    read_state,
     run_states,
 )
 from tests.conftest import needs_data
@@ -137,8 +145,9 @@ def test_a_run_killed_mid_way_is_seen_as_killed_and_resumes(tmp_path, frames, da
     done = read_state(state_file.parent)["epochs_done"]
     assert (tmp_path / "trained" / "killed" / CHECKPOINT_FILE).is_file()
     # seen as killed by the API and by 'table --trained' (no model recorded yet)
-    import surfbench
     from typer.testing import CliRunner
+
+    import surfbench
     from surfbench.cli import app
 
     (row,) = surfbench.training_runs(tmp_path).to_dict("records")

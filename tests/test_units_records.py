@@ -3,7 +3,7 @@ import pytest
 import scipy.constants
 from ase import Atoms
 
-from surfbench.records import in_plane_area_a2, surface_energy_ev_per_a2, structure_hash
+from surfbench.records import in_plane_area_a2, structure_hash, surface_energy_ev_per_a2
 from surfbench.units import EV_PER_A2_IN_J_PER_M2, KBAR_IN_EV_PER_A3, ev_per_a2_to_j_per_m2
 
 

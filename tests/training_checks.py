@@ -11,10 +11,11 @@ import numpy as np
 import yaml
 
 from surfbench.analysis.predictions import slab_predictions
-from surfbench.evaluation.store import ResultStore
 from surfbench.models import load_model, registry
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
 from surfbench.training.curves import curve_table, held_out_table
-from surfbench.training.pipeline import CurveResult, trainings
+from surfbench.training.pipeline import CurveResult
 
 
 def check_curve(store_dir: Path, result: CurveResult, dataset, element: str, sizes: list[int]) -> None:
@@ -73,7 +74,7 @@ def assert_evaluated_through_store(model, mlearn_surfaces, store_path: Path, abs
     ok, and the stored slab energy equals a direct calculator call within ``abs_ev`` eV."""
     import pytest
 
-    from surfbench.evaluation.runner import run
+    from surfbench.execution.runner import run
     from surfbench.records import Dataset
 
     mo = mlearn_surfaces.select(elements={"Mo"})

@@ -36,9 +36,9 @@ def write_cu_file(folder: Path) -> Path:
 
 def fill_store(folder: Path) -> Path:
     """A store in ``folder`` holding EMT's results on :func:`cu_dataset`; its path."""
-    from surfbench.evaluation.runner import run
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import run
     from surfbench.models import load_model
+    from surfbench.store.results import ResultStore
 
     with ResultStore(folder) as store:
         summary = run(cu_dataset(), load_model("emt"), store)

@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from ase.calculators.calculator import BaseCalculator
 
-from surfbench.records import SPLIT_CHOICES as SPLITS, Dataset
+from surfbench.records import SPLIT_CHOICES as SPLITS
+from surfbench.records import Dataset
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from surfbench.evaluation.protocols import Protocol
-    from surfbench.evaluation.runner import RunSummary
+    from surfbench.execution.runner import RunSummary
     from surfbench.models.base import LoadedModel
 
 __all__ = ["Results", "evaluate", "load_results", "trained_models", "training_runs"]
@@ -88,7 +89,7 @@ class Results:
 
     # ------------------------------------------------------------------ reading the store
     def _store(self):
-        from surfbench.evaluation.store import ResultStore
+        from surfbench.store.results import ResultStore
 
         return ResultStore(self.workdir, read_only=True)
 
@@ -224,7 +225,7 @@ class Results:
             the comparable models (`comparable`: those that evaluated every slab any of them
             evaluated) on the slabs they all have a gamma for (`gamma_common_n_common` of
             them; their RMSE there, `gamma_common_rmse`, rank, P(best)) with the models each
-            cannot be told apart from (`surfbench.report.run_figures.comparison_table`; the
+            cannot be told apart from (`surfbench.analysis.ranking.comparison_table`; the
             rule is in `surfbench.analysis.comparable`).
 
         Raises
@@ -234,7 +235,7 @@ class Results:
         ValueError
             For runs on another data set or with another protocol.
         """
-        from surfbench.report.run_figures import comparison_table
+        from surfbench.analysis.ranking import comparison_table
 
         for other in others:
             if not isinstance(other, Results):
@@ -272,20 +273,20 @@ class Results:
     # ------------------------------------------------------------------ figures
     def parity(self) -> go.Figure:
         """Model gamma against DFT gamma (J/m^2), one point per slab, with y = x (Fig. 2c)."""
-        from surfbench.report.run_figures import parity_gamma
+        from surfbench.report.parity_figures import parity_gamma
 
         return parity_gamma(self._slabs("parity plot"))
 
     def error_distribution(self) -> go.Figure:
         """Box and violin of the gamma error, model - DFT (J/m^2), over the slabs (Fig. 2d)."""
-        from surfbench.report.run_figures import gamma_error_distribution
+        from surfbench.report.parity_figures import gamma_error_distribution
 
         return gamma_error_distribution(self._slabs("error distribution"))
 
     def periodic_table(self) -> go.Figure:
         """RMSE per element on a periodic table; each tile split in gamma (J/m^2, bottom), bulk
         and slab energy per atom (eV/atom, upper left and right) (Figs. 3/6)."""
-        from surfbench.report.run_figures import element_rmse_ptables
+        from surfbench.report.element_figures import element_rmse_ptables
 
         bulks, slabs = self._tables()
         if slabs.empty:
@@ -295,8 +296,8 @@ class Results:
     def facet_ordering(self) -> go.Figure:
         """Per bulk, its lowest-gamma facets by DFT and by the model, whether the lowest is
         right and the rank correlations over all its facets (Fig. 7, as a table)."""
-        from surfbench.analysis.facets import facet_ordering
-        from surfbench.report.run_figures import dft_facet_ordering, facet_ordering_table
+        from surfbench.analysis.facets import dft_facet_ordering, facet_ordering
+        from surfbench.report.facet_figures import facet_ordering_table
 
         slabs = self._slabs("facet ordering")
         facets = facet_ordering(slabs)
@@ -307,8 +308,8 @@ class Results:
     def wulff(self) -> go.Figure:
         """Wulff shapes of every bulk from the lowest gamma of each Miller index: DFT (top row)
         and the model, scaled to the same volume, with the area-weighted gamma (J/m^2)."""
-        from surfbench.analysis.facets import wulff_analysis
-        from surfbench.report.run_figures import dft_wulff, wulff_figures
+        from surfbench.analysis.facets import dft_wulff, wulff_analysis
+        from surfbench.report.wulff_figures import wulff_figures
 
         slabs = self._slabs("Wulff shapes")
         with self._store() as store:
@@ -364,7 +365,6 @@ def _dataset(dataset: str | os.PathLike | Dataset, data_dir: str | os.PathLike |
         raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
     if isinstance(dataset, Dataset):
         from surfbench.data.checks import validate_dataset
-
         from surfbench.data.registry import DATASETS
 
         # a copy (the caller's object is left as it is), checked as a data file is (elements, vacuum, bulk
@@ -529,15 +529,15 @@ def evaluate(
     DataWarning
         For a DFT surface energy outside 0.05-6 J/m^2 (`surfbench.data.errors.DataWarning`).
     """
-    from surfbench.evaluation.protocols import get_protocol
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.evaluation.registry import get_protocol
     from surfbench.execution.run_command import run_protocol
     from surfbench.models.device import check_device
     from surfbench.models.registry import use_project
+    from surfbench.store.results import ResultStore
 
     check_device(device)
-    from surfbench.execution.model_info import passive_openmp
     from surfbench.execution.run_command import threads_problem
+    from surfbench.models.model_info import passive_openmp
 
     passive_openmp()  # as the CLI: waiting OpenMP threads sleep (no effect once torch is loaded)
     problem = threads_problem(threads, "threads")
@@ -587,13 +587,13 @@ def load_results(workdir: str | os.PathLike = ".", model: str | None = None, dat
     Raises
     ------
     StoreError
-        When there is no store (`surfbench.evaluation.store_file.StoreError`).
+        When there is no store (`surfbench.store.file.StoreError`).
     ValueError
         When no run matches; the message lists the stored runs.
     """
-    from surfbench.analysis.stored import stored_runs
     from surfbench.data.registry import stored_name
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
+    from surfbench.store.selection import stored_runs
 
     key = stored_name(dataset)
     workdir = Path(workdir).expanduser().resolve()
@@ -662,14 +662,14 @@ def trained_models(workdir: str | os.PathLike = ".", dataset: str | os.PathLike 
     Raises
     ------
     StoreError
-        When there is no store (`surfbench.evaluation.store_file.StoreError`).
+        When there is no store (`surfbench.store.file.StoreError`).
     ValueError
         When the store records no training.
     """
     from surfbench.data.registry import stored_name
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.store.results import ResultStore
+    from surfbench.store.trainings import trainings
     from surfbench.training.curves import protocol_table
-    from surfbench.training.pipeline import trainings
 
     workdir = Path(workdir).expanduser().resolve()
     with ResultStore(workdir, read_only=True) as store:

@@ -254,7 +254,7 @@ class Dataset:
     as its loader found them; None where that is not known (a selection built by hand). A run
     on a data set whose members are known marks the stored records of that name that are no
     longer members as stale: kept in the store, left out of what is reported (see
-    `surfbench.evaluation.store.ResultStore.mark_members`)."""
+    `surfbench.store.results.ResultStore.mark_members`)."""
 
     name: str
     bulks: dict[str, BulkRecord]

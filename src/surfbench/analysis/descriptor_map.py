@@ -26,7 +26,7 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -247,7 +247,7 @@ def build_map(dataset, settings: MapSettings, *, reference_atoms: list[Atoms] | 
         })
     return DescriptorMap(dataset.name, settings, pd.DataFrame(rows), len(reference_atoms),
                          int(sum(len(d) for d in ref_desc)), timings,
-                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                         datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 # ---------------------------------------------------------------------------- files

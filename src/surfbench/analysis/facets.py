@@ -21,15 +21,12 @@ digit per index with an optional minus sign (``"1-10"``), or separated indices
 from __future__ import annotations
 
 import json
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
-_SEPARATED = re.compile(r"[\s,;_()\[\]]+")
-_TOKEN = re.compile(r"-?\d+")
-_DIGIT = re.compile(r"-?\d")
+from surfbench.data.miller import parse_miller
 
 _ORDER_COLUMNS = ["fingerprint", "model", "bulk_id", "element", "n_facets", "dft_top", "model_top",
                   "dft_lowest", "model_lowest", "lowest_correct", "lowest_excess_j_per_m2", "spearman", "kendall",
@@ -37,21 +34,6 @@ _ORDER_COLUMNS = ["fingerprint", "model", "bulk_id", "element", "n_facets", "dft
 _WULFF_COLUMNS = ["fingerprint", "model", "bulk_id", "element", "source", "n_facets",
                   "weighted_surface_energy", "shape_factor", "anisotropy", "area_fraction",
                   "delta_weighted_gamma", "problem"]
-
-
-def parse_miller(miller) -> tuple[int, ...]:
-    """Miller index as a tuple of ints (3 or 4 indices) from a string, list or tuple."""
-    if isinstance(miller, (tuple, list, np.ndarray)):
-        hkl = tuple(int(i) for i in miller)
-    else:
-        text = str(miller).strip()
-        if _SEPARATED.search(text.strip("()[]")):
-            hkl = tuple(int(t) for t in _TOKEN.findall(text))
-        else:
-            hkl = tuple(int(t) for t in _DIGIT.findall(text))
-    if len(hkl) not in (3, 4) or not any(hkl):
-        raise ValueError(f"cannot read a Miller index (3 or 4 indices, not all 0) from {miller!r}")
-    return hkl
 
 
 def _usable(group: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
@@ -262,3 +244,58 @@ def wulff_analysis(slabs: pd.DataFrame, records: pd.DataFrame) -> tuple[pd.DataF
     frame = pd.DataFrame(rows, columns=_WULFF_COLUMNS)
     frame["problem"] = pd.Series([r["problem"] for r in rows], index=frame.index, dtype=object)
     return frame, shapes
+
+
+def dft_facet_ordering(slabs: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """The DFT facet ordering of every bulk over ALL its slabs with a DFT gamma and a Miller
+    index (:func:`surfbench.analysis.facets.facet_ordering` of DFT against itself)."""
+    import math
+
+    s = slabs.drop_duplicates("record_id").copy()
+    s = s[np.isfinite(s["dft_gamma_j_per_m2"].astype(float)) & s["bulk_id"].notna()]
+    if s.empty:
+        return pd.DataFrame()
+    s["fingerprint"], s["model"] = "DFT", "DFT"
+    s["gamma_status"], s["gamma_pred_j_per_m2"] = "ok", s["dft_gamma_j_per_m2"]
+    out = facet_ordering(s, n=n)
+    ok = s[s["miller"].notna()]
+    lowest = ok.groupby(["bulk_id", ok["miller"].astype(str)])["dft_gamma_j_per_m2"].min()
+    gaps = {b: (float(np.diff(np.sort(g.to_numpy())[:2])[0]) if len(g) >= 2 else math.nan)
+            for b, g in lowest.groupby(level=0)}
+    out["gap_1_2_j_per_m2"] = out["bulk_id"].map(gaps)
+    return out
+
+
+def dft_wulff(slabs: pd.DataFrame, records: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The DFT Wulff shape of every bulk from ALL its slabs with a DFT gamma (not only those a
+    given model evaluated): ``(frame, {bulk_id: WulffShape})`` with the columns of
+    :func:`surfbench.analysis.facets.wulff_analysis` (source "DFT", model "DFT")."""
+    s = slabs.drop_duplicates("record_id").copy()
+    s = s[np.isfinite(s["dft_gamma_j_per_m2"].astype(float)) & s["bulk_id"].notna()]
+    if s.empty:
+        return pd.DataFrame(), {}
+    s["fingerprint"], s["model"] = "DFT", "DFT"
+    s["gamma_status"], s["gamma_pred_j_per_m2"] = "ok", s["dft_gamma_j_per_m2"]
+    frame, shapes = wulff_analysis(s, records)
+    frame = frame[frame["source"] == "DFT"].reset_index(drop=True)
+    return frame, {b: sh for (fp, b, src), sh in shapes.items() if src == "DFT"}
+
+
+def missing_low_index(records: pd.DataFrame) -> dict[str, list[str]]:
+    """Cubic bulks (space group 195-230) whose slabs lack a {100}, {110} or {111} surface:
+    bulk id -> the missing families (their Wulff shapes and facet orderings lack them)."""
+    import re
+
+    out = {}
+    bulks = records[(records["kind"] == "bulk") & records["spacegroup"].between(195, 230)]
+    slabs = records[records["kind"] == "slab"]
+    for bid in bulks["record_id"]:
+        fams = set()
+        for m in slabs.loc[slabs["bulk_id"] == bid, "miller"].dropna():
+            digits = re.findall(r"-?\d", str(m))
+            if len(digits) == 3:
+                fams.add("".join(sorted((str(abs(int(d))) for d in digits), reverse=True)))
+        missing = [f for f in ("100", "110", "111") if f not in fams]
+        if missing and fams:
+            out[bid] = missing
+    return out

@@ -96,7 +96,7 @@ def miller_text(miller: object) -> str | None:
     """A stored Miller index ("332", "1-10", "10 1 0") as space-separated text ("3 3 2",
     "1 -1 0", "10 1 0"): never read as a number, unambiguous for negative and multi-digit
     indices; None for a slab without one."""
-    from surfbench.analysis.facets import parse_miller
+    from surfbench.data.miller import parse_miller
 
     if not isinstance(miller, str) or not miller or miller == "unknown":
         return None

@@ -2,7 +2,7 @@
 experimental values, with bootstrap intervals, per crystal structure, and the PBE-vs-experiment
 gap: the floor a model trained on PBE data can reach against experiment.
 
-Input: :meth:`surfbench.evaluation.store.ResultStore.reference_results` (the model-built
+Input: :meth:`surfbench.store.results.ResultStore.reference_results` (the model-built
 protocol stores each facet's gamma as ``extra.gamma_j_per_m2``). Errors are model - reference
 (J/m^2); a failed facet has no gamma (NaN), is counted in ``failed`` and left out of the
 statistics, never taken as 0.

@@ -9,15 +9,18 @@ what it needs (torch, the potential packages) only when it runs.
 
 from __future__ import annotations
 
-from surfbench.cli import run, softening  # noqa: F401  (register run, softening)
-from surfbench.cli import results  # noqa: F401  (table, report, export)
+from surfbench.cli import (  # noqa: F401  (register run, softening)
+    results,  # noqa: F401  (table, report, export)
+    run,
+    softening,
+)
 from surfbench.cli.common import app
 from surfbench.cli.map import map_command
 from surfbench.cli.md import md_command
 from surfbench.cli.train import train
 
 app.command("map")(map_command)
-from surfbench.cli import registry, data  # noqa: E402,F401  (datasets, models; data build/validate/explore)
+from surfbench.cli import data, registry  # noqa: E402,F401  (datasets, models; data build/validate/explore)
 
 app.command("md")(md_command)
 from surfbench.cli import env  # noqa: E402,F401  (env list/create/install)

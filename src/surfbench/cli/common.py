@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,8 +29,8 @@ class _UserErrors(TyperGroup):
         from rich.markup import escape
 
         from surfbench.data.errors import DataError
-        from surfbench.evaluation.store_file import StoreError
         from surfbench.models.base import ModelLoadError
+        from surfbench.store.file import StoreError
 
         try:
             return super().invoke(ctx)
@@ -64,7 +64,7 @@ def fit_to_terminal(c: Console) -> None:
 @app.callback()
 def _main() -> None:
     """surfbench: benchmark interatomic potentials on DFT surface energies."""
-    from surfbench.execution.model_info import passive_openmp
+    from surfbench.models.model_info import passive_openmp
 
     fit_to_terminal(console)
     fit_to_terminal(err)
@@ -73,7 +73,7 @@ def _main() -> None:
 
 WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-w", help="Project folder holding the result store (surfbench.sqlite).")]
 DataDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", help="Folder with local data files (searched before $SURFBENCH_DATA_DIR and the cache)."),
 ]
 
@@ -119,8 +119,8 @@ def load_dataset(name: str, data_dir: Path | None, split: str, *, cached: bool =
     return ds.select(splits=SPLIT_CHOICES[split])
 
 
-ElementsOpt = Annotated[Optional[str], typer.Option("--elements", "-e", help="Only slabs of these elements, comma-separated (e.g. Mo,Si), with their bulks.")]
-MillerOpt = Annotated[Optional[str], typer.Option("--miller", help="Only slabs of these Miller indices, comma-separated: 110,211 or '1 1 0' or '(1,1,0)'.")]
+ElementsOpt = Annotated[str | None, typer.Option("--elements", "-e", help="Only slabs of these elements, comma-separated (e.g. Mo,Si), with their bulks.")]
+MillerOpt = Annotated[str | None, typer.Option("--miller", help="Only slabs of these Miller indices, comma-separated: 110,211 or '1 1 0' or '(1,1,0)'.")]
 
 
 RequirePngOpt = Annotated[bool, typer.Option("--require-png", help="A PNG that cannot be written (no Chrome/Chromium) is an error (exit code 2) instead of a warning.")]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from surfbench.cli.common import DataDirOpt, RequirePngOpt, app, check_png, console, err, fail, load_dataset
-
 
 data_app = typer.Typer(help="Data sets: validate users' files, explore a data set.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -18,9 +17,9 @@ app.add_typer(data_app, name="data")
 @data_app.command("build")
 def data_build(
     name: Annotated[str, typer.Argument(help="Data set to build: mp-surfaces or synthetic-paper-scale.")],
-    api_key: Annotated[Optional[str], typer.Option(help="Materials Project API key (default: $MP_API_KEY).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder (default: <cache>/mp_surfaces or <cache>/synthetic).")] = None,
-    elements: Annotated[Optional[str], typer.Option(help="Only these elements, comma-separated.")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Materials Project API key (default: $MP_API_KEY).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder (default: <cache>/mp_surfaces or <cache>/synthetic).")] = None,
+    elements: Annotated[str | None, typer.Option(help="Only these elements, comma-separated.")] = None,
     stand_in: Annotated[str, typer.Option(help="synthetic-paper-scale: the fast model that gives the energies of the elements EMT lacks.")] = "m3gnet-mp-2021.2.8-pes",
     device: Annotated[str, typer.Option(help="synthetic-paper-scale: device of the stand-in model (cpu, cuda).")] = "cpu",
 ) -> None:

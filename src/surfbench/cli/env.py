@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from surfbench.cli.common import app, console, fail
-
 
 env_app = typer.Typer(help="Python environments for potential packages with conflicting pins.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
@@ -29,7 +28,7 @@ def env_list() -> None:
 @env_app.command("create")
 def env_create(
     name: Annotated[str, typer.Argument(help="Environment name; registry entries use it as python: env:NAME.")],
-    preset: Annotated[Optional[str], typer.Option(help="Package set (default: the name).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Package set (default: the name).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the commands only.")] = False,
 ) -> None:
     """Create a venv with torch==2.13.0, this surfbench and a preset's packages."""

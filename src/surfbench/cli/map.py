@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,12 +14,12 @@ def map_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file of the map; the scatter plot, CSV and JSON go beside it.")] = Path("map.html"),
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Project folder holding the result store (surfbench.sqlite); the map and the descriptor cache are saved beside it.")] = Path("."),
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name or file.")] = "mlearn-surfaces",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with local data files.")] = None,
     models: Annotated[str, typer.Option("--models", help="Models whose errors are mapped: 'all' stored ones or names separated by commas.")] = "all",
     protocol: Annotated[str, typer.Option(help="Evaluation protocol of the stored runs.")] = "static",
     reference: Annotated[str, typer.Option(help="Reference set: 'bulk' (the data set's bulks), 'mlearn-train' (mlearn training frames without slabs) or an extxyz file; several separated by commas.")] = "bulk",
     descriptor: Annotated[str, typer.Option(help="'soap' (dscribe) or 'model' (a model's per-atom features, see --descriptor-model).")] = "soap",
-    descriptor_model: Annotated[Optional[str], typer.Option(help="Registry name of the model whose per-atom features are used (CHGNet, SevenNet, MACE).")] = None,
+    descriptor_model: Annotated[str | None, typer.Option(help="Registry name of the model whose per-atom features are used (CHGNet, SevenNet, MACE).")] = None,
     kernel: Annotated[str, typer.Option(help="Structure kernel: 'rematch' or 'average'.")] = "rematch",
     alpha: Annotated[float, typer.Option(help="REMatch entropy regularisation.")] = 1.0,
     sites: Annotated[str, typer.Option(help="Sites of a slab: 'all' or 'surface' (the outermost --surface-layers layers per face).")] = "all",
@@ -31,8 +31,8 @@ def map_command(
     n_max: Annotated[int, typer.Option(help="SOAP radial basis functions.")] = 6,
     l_max: Annotated[int, typer.Option(help="SOAP maximum degree of the spherical harmonics.")] = 4,
     sigma: Annotated[float, typer.Option(help="SOAP Gaussian width (Angstrom).")] = 0.5,
-    elements: Annotated[Optional[str], typer.Option(help="Map only these elements' records, separated by commas (default: all).")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Elements labelled on the map, separated by commas (default: all).")] = None,
+    elements: Annotated[str | None, typer.Option(help="Map only these elements' records, separated by commas (default: all).")] = None,
+    label: Annotated[str | None, typer.Option(help="Elements labelled on the map, separated by commas (default: all).")] = None,
     png: Annotated[bool, typer.Option(help="Also write PNGs (needs Chrome/Chromium for kaleido).")] = True,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the correlation interval.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
@@ -41,16 +41,16 @@ def map_command(
     """Map every structure of a data set (kernel PCA of site descriptors, coloured by |gamma
     error|, marker by bulk lattice) and measure whether the errors grow with the distance of a
     slab from a reference set (Spearman rho with a bootstrap interval, per model)."""
-    from surfbench.cli.common import console, fail, load_dataset
     from surfbench.analysis.descriptor_map import MapSettings, build_map, map_folder, save_map
     from surfbench.analysis.descriptors import DescriptorCache, DescriptorError, DescriptorSettings
     from surfbench.analysis.predictions import slab_predictions
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
-    from surfbench.report.descriptor_figures import (
-        correlation_table, distance_error_figure, map_figure)
+    from surfbench.analysis.ranking import model_order
+    from surfbench.cli.common import console, fail, load_dataset
+    from surfbench.report.descriptor_figures import correlation_table, distance_error_figure, map_figure
     from surfbench.report.figures import FigureExportError, save_figure
-    from surfbench.report.html import ReportError, _labels, select_runs
-    from surfbench.report.run_figures import model_order
+    from surfbench.report.html import ReportError, select_runs
+    from surfbench.store.results import STORE_NAME, ResultStore
+    from surfbench.store.selection import run_labels
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
@@ -100,7 +100,7 @@ def map_command(
                 fail(str(exc))
             console.print(f"[yellow]warning:[/] {exc}; the map is drawn without model errors")
             runs = pd.DataFrame(columns=["fingerprint", "model"])
-        labels = _labels(runs)
+        labels = run_labels(runs)
         results = [store.results(ds.name, fp, protocol) for fp in runs["fingerprint"]]
         if results:
             results = pd.concat(results, ignore_index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,37 +12,44 @@ VERDICT_STYLE = {"stable": "green"}
 
 
 def md_command(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="Slab record ids (instead of --select).")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Slab record ids (instead of --select).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name or 'package.module:factory'.")] = "chgnet-0.3.0",
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name or file.")] = "mlearn-surfaces",
     select: Annotated[str, typer.Option(help="Which slabs when no ids are given: worst-per-element (largest |gamma error| "
                                              "of the model in the store's static results).")] = "worst-per-element",
     workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Folder of the result store; trajectories go to <workdir>/md/.")] = Path("."),
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with local data files.")] = None,
     preset: Annotated[str, typer.Option(help="Settings preset: cpu-quick (0.2 ps) or paper (30 ps).")] = "cpu-quick",
-    thermostat: Annotated[Optional[str], typer.Option(help="langevin, bussi or nose-hoover (default: the preset's).")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Target temperature (K) for every slab, instead of factor x melting point.")] = None,
-    temperature_factor: Annotated[Optional[float], typer.Option(help="T = factor x melting point (K) from pymatgen (default 0.8).")] = None,
-    timestep: Annotated[Optional[float], typer.Option(help="Time step (fs).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Number of steps.")] = None,
-    friction: Annotated[Optional[float], typer.Option(help="Langevin friction (1/fs).")] = None,
-    taut: Annotated[Optional[float], typer.Option(help="Bussi / Nose-Hoover time constant (fs).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the velocities and the thermostat noise.")] = None,
-    max_force: Annotated[Optional[float], typer.Option(help="Exploded above this force (eV/Angstrom); default 50.")] = None,
-    min_distance_factor: Annotated[Optional[float], typer.Option(help="Too close below this x the nearest-neighbour distance; default 0.5.")] = None,
-    desorption_height: Annotated[Optional[float], typer.Option(help="Desorbed beyond this height (Angstrom) past the outermost layer; default 4.")] = None,
-    lindemann_max: Annotated[Optional[float], typer.Option(help="Melted above this inner-layer Lindemann ratio; default 0.2.")] = None,
+    thermostat: Annotated[str | None, typer.Option(help="langevin, bussi or nose-hoover (default: the preset's).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Target temperature (K) for every slab, instead of factor x melting point.")] = None,
+    temperature_factor: Annotated[float | None, typer.Option(help="T = factor x melting point (K) from pymatgen (default 0.8).")] = None,
+    timestep: Annotated[float | None, typer.Option(help="Time step (fs).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Number of steps.")] = None,
+    friction: Annotated[float | None, typer.Option(help="Langevin friction (1/fs).")] = None,
+    taut: Annotated[float | None, typer.Option(help="Bussi / Nose-Hoover time constant (fs).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the velocities and the thermostat noise.")] = None,
+    max_force: Annotated[float | None, typer.Option(help="Exploded above this force (eV/Angstrom); default 50.")] = None,
+    min_distance_factor: Annotated[float | None, typer.Option(help="Too close below this x the nearest-neighbour distance; default 0.5.")] = None,
+    desorption_height: Annotated[float | None, typer.Option(help="Desorbed beyond this height (Angstrom) past the outermost layer; default 4.")] = None,
+    lindemann_max: Annotated[float | None, typer.Option(help="Melted above this inner-layer Lindemann ratio; default 0.2.")] = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
-    dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads.")] = None,
-    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 or float64 where the model supports both.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
+    model_kwargs: Annotated[str | None, typer.Option(help="JSON keyword arguments for a 'module:factory' model.")] = None,
     rerun: Annotated[bool, typer.Option(help="Run again even where the store holds the run.")] = False,
 ) -> None:
     """NVT molecular dynamics of slabs at 0.8 x the melting point with a stability verdict per run
     (stable, exploded, too_close, desorbed, melted, calculator_error); results go to the store."""
     from dataclasses import replace
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
     from surfbench.cli.common import console, fail, load_dataset, model_kwargs_option
@@ -51,10 +58,9 @@ def md_command(
     from surfbench.dynamics.runner import run_checks
     from surfbench.dynamics.select import WORST_PER_ELEMENT, SelectionError, by_ids, worst_per_element
     from surfbench.dynamics.verdicts import Thresholds
-    from surfbench.evaluation.store import ResultStore
-    from surfbench.models import ModelLoadError, load_model
-
     from surfbench.execution.run_command import check_threads
+    from surfbench.models import ModelLoadError, load_model
+    from surfbench.store.results import ResultStore
 
     check_threads(threads, fail)
     try:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from surfbench.cli.common import (
-    ElementsOpt, MillerOpt, RequirePngOpt, SPLIT_CHOICES, WorkdirOpt, app, check_png, console,
-    dataset_key, err, fail, split_names, subset_option,
+    SPLIT_CHOICES,
+    ElementsOpt,
+    MillerOpt,
+    RequirePngOpt,
+    WorkdirOpt,
+    app,
+    check_png,
+    console,
+    dataset_key,
+    err,
+    fail,
+    split_names,
+    subset_option,
 )
 
 
@@ -38,10 +49,10 @@ def _no_such_runs(store, names: list[str], dataset: str | None, protocol: str | 
 @app.command()
 def table(
     workdir: WorkdirOpt = Path("."),
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these models (names or fingerprints), each in its own tables: repeat it (-m a -m b) or separate them with commas (-m a,b), as for 'run'.")] = None,
-    models: Annotated[Optional[str], typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas (a,b), as for 'run --models'.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d")] = None,
-    protocol: Annotated[Optional[str], typer.Option()] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models (names or fingerprints), each in its own tables: repeat it (-m a -m b) or separate them with commas (-m a,b), as for 'run'.")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Compare models in one table: 'all' or names separated by commas (a,b), as for 'run --models'.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
+    protocol: Annotated[str | None, typer.Option()] = None,
     split: Annotated[str, typer.Option(help="all, train or test.")] = "all",
     elements: ElementsOpt = None,
     miller: MillerOpt = None,
@@ -55,8 +66,7 @@ def table(
         return
 
     from surfbench.report.console import render_comparison, render_run
-
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.store.results import STORE_NAME, ResultStore
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first")
@@ -64,7 +74,7 @@ def table(
         fail(f"--split must be one of {', '.join(SPLIT_CHOICES)}")
     subset = subset_option(elements, miller)
     with ResultStore(workdir, read_only=True) as store:
-        from surfbench.analysis.stored import stored_runs
+        from surfbench.store.selection import of_models, stored_runs
 
         runs = stored_runs(store, None, dataset_key(dataset), protocol)
         wanted = split_names(model) + ([] if models is None or models == "all" else split_names(models))
@@ -72,7 +82,7 @@ def table(
             unknown = [n for n in wanted if not ((runs["model"] == n) | (runs["fingerprint"] == n)).any()]
             if unknown:
                 fail(_no_such_runs(store, unknown, dataset, protocol))
-            runs = runs[runs["model"].isin(wanted) | runs["fingerprint"].isin(wanted)]
+            runs = of_models(runs, wanted)
         if runs.empty:
             fail(_no_such_runs(store, [], dataset, protocol))
         reference = runs["dataset"].isin(store.reference_datasets())  # reference values only (mse21)
@@ -106,7 +116,7 @@ def table(
             for (ds_name, proto), parts in groups.items():
                 render_comparison(console, pd.concat(parts, ignore_index=True),
                                   f"models on {ds_name}, {proto}, split {split}{where}")
-        from surfbench.analysis.stored import stale_note
+        from surfbench.store.selection import stale_note
 
         for ds_name in dict.fromkeys(runs["dataset"]):
             note = stale_note(store, ds_name)
@@ -119,8 +129,8 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write; JSON, CSV and a figures folder go beside it.")] = Path("report.html"),
     workdir: WorkdirOpt = Path("."),
     models: Annotated[str, typer.Option("--models", help="'all' or model names (or fingerprints) separated by commas (a,b), as for 'run' and 'table'.")] = "all",
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these models: repeat it (-m a -m b) or separate them with commas, as for 'run'; the same as --models a,b.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Data set (default: the only one in the store).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Only these models: repeat it (-m a -m b) or separate them with commas, as for 'run'; the same as --models a,b.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Data set (default: the only one in the store).")] = None,
     protocol: Annotated[str, typer.Option(help="Evaluation protocol of the runs.")] = "static",
     png: Annotated[bool, typer.Option(help="Also write every figure as PNG (needs Chrome/Chromium for kaleido; without it: HTML only and a warning).")] = True,
     require_png: RequirePngOpt = False,
@@ -132,9 +142,9 @@ def report(
     """Write a self-contained HTML report comparing stored runs on one data set (reads only the
     store: no model or data file is loaded), with its numbers as JSON/CSV and the figures as
     HTML/PNG beside it."""
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
     from surfbench.report.figures import FigureExportError
     from surfbench.report.html import ReportError, build_report
+    from surfbench.store.results import STORE_NAME, ResultStore
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}; run 'surfbench run' first or pass --workdir")
@@ -171,18 +181,19 @@ def export(
     """Export every stored result (or those of --elements/--miller) joined with its record to CSV or
     Parquet: every protocol, DFT data sets and reference-value ones (mSE21); records no longer in
     their data set (stale) left out. Nothing matching: an error, no file."""
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
+    from surfbench.store.results import STORE_NAME, ResultStore
 
     if not (workdir / STORE_NAME).is_file():
         fail(f"no result store at {workdir / STORE_NAME}")
     if not output.parent.is_dir():
         fail(f"cannot write {output}: the folder {output.parent} does not exist")
-    from surfbench.analysis.stored import stale_note
+    from surfbench.analysis.export import export_results
+    from surfbench.store.selection import stale_note
 
     subset = subset_option(elements, miller)
     with ResultStore(workdir, read_only=True) as store:
         try:
-            path = store.export(output, subset=subset)
+            path = export_results(store, output, subset=subset)
         except ValueError as exc:
             fail(str(exc))
         note = stale_note(store)
@@ -191,12 +202,12 @@ def export(
         console.print(f"note: {escape(note)}")
 
 
-def _trained_table(workdir: Path, dataset: Optional[str]) -> None:
+def _trained_table(workdir: Path, dataset: str | None) -> None:
     """``table --trained``: every training protocol's models beside the zero-shot models."""
-    from surfbench.evaluation.store import STORE_NAME, ResultStore
     from surfbench.report.protocol_console import protocol_rich_table
+    from surfbench.store.results import STORE_NAME, ResultStore
+    from surfbench.store.trainings import trainings
     from surfbench.training.curves import protocol_table
-    from surfbench.training.pipeline import trainings
 
     unfinished = _unfinished_runs(workdir)
     if not (workdir / STORE_NAME).is_file():

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from surfbench.cli.common import (
-    DataDirOpt, ElementsOpt, MillerOpt, WorkdirOpt, app, console, err, fail, load_dataset,
-    model_kwargs_option, model_names, subset_option,
+    DataDirOpt,
+    ElementsOpt,
+    MillerOpt,
+    WorkdirOpt,
+    app,
+    console,
+    err,
+    fail,
+    load_dataset,
+    model_kwargs_option,
+    model_names,
+    subset_option,
 )
-
+from surfbench.evaluation.registry import protocols_help
 
 #: what ``surfbench run`` evaluates when no model is named (the README's main job)
 DEFAULT_MODEL = "chgnet-0.3.0"
@@ -20,30 +30,30 @@ DEFAULT_MODEL = "chgnet-0.3.0"
 
 @app.command()
 def run(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory' [default: chgnet-0.3.0]; several: repeat it (-m a -m b) or separate them with commas (-m a,b); 'offline': every registry model ready here.")] = None,
-    models: Annotated[Optional[str], typer.Option("--models", help="Several models, comma-separated (a,b): the same as -m a -m b, and as 'table --models a,b'.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Registry name (see 'surfbench models') or 'package.module:factory' [default: chgnet-0.3.0]; several: repeat it (-m a -m b) or separate them with commas (-m a,b); 'offline': every registry model ready here.")] = None,
+    models: Annotated[str | None, typer.Option("--models", help="Several models, comma-separated (a,b): the same as -m a -m b, and as 'table --models a,b'.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name (see 'surfbench datasets').")] = "mlearn-surfaces",
     workdir: WorkdirOpt = Path("."),
     data_dir: DataDirOpt = None,
     device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:N or mps.")] = "cpu",
-    dtype: Annotated[Optional[str], typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights file/folder, instead of the registry's source (one --model only).")] = None,
-    protocol: Annotated[str, typer.Option(help="Evaluation protocol: static (DFT geometries), relaxed (the model's own minimum) or model-built (the model builds and relaxes its own bulk and slab; needed for reference-value data sets such as mse21).")] = "static",
+    dtype: Annotated[str | None, typer.Option(help="float32 or float64 where the model supports both (default: the model's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file/folder, instead of the registry's source (one --model only).")] = None,
+    protocol: Annotated[str, typer.Option(help=f"Evaluation protocol: {protocols_help()}.")] = "static",
     split: Annotated[str, typer.Option(help="Which slabs: all, train or test.")] = "all",
     elements: ElementsOpt = None,
     miller: MillerOpt = None,
-    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON keyword arguments for a 'module:factory' model (one --model only).")] = None,
+    model_kwargs: Annotated[str | None, typer.Option(help="JSON keyword arguments for a 'module:factory' model (one --model only).")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Recompute structures whose stored result is a failure.")] = False,
     fmax: Annotated[float, typer.Option(help="relaxed: convergence, max force in eV/Angstrom.")] = 0.05,
     steps: Annotated[int, typer.Option(help="relaxed: optimizer steps per structure.")] = 500,
     optimizer: Annotated[str, typer.Option(help="relaxed: FIRE, BFGS or LBFGS.")] = "FIRE",
     fix_bottom_layers: Annotated[int, typer.Option(help="relaxed: slab layers held fixed, from the bottom.")] = 0,
-    layers: Annotated[Optional[int], typer.Option(help="model-built: slab thickness in atomic layers (default: the protocol's).")] = None,
-    vacuum: Annotated[Optional[float], typer.Option(help="model-built: vacuum gap between slab images in Angstrom (default: the protocol's).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Evaluate on a local Dask cluster of N worker processes (one torch thread each unless --threads); with --scheduler slurm|pbs: N jobs.")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler (tcp://host:8786), or slurm / pbs for a dask-jobqueue cluster configured in Dask's jobqueue config.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds allowed per structure; an overrun is killed and recorded as failure kind 'timeout' (the model then runs in a killable child process).")] = None,
+    layers: Annotated[int | None, typer.Option(help="model-built: slab thickness in atomic layers (default: the protocol's).")] = None,
+    vacuum: Annotated[float | None, typer.Option(help="model-built: vacuum gap between slab images in Angstrom (default: the protocol's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Evaluate on a local Dask cluster of N worker processes (one torch thread each unless --threads); with --scheduler slurm|pbs: N jobs.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler (tcp://host:8786), or slurm / pbs for a dask-jobqueue cluster configured in Dask's jobqueue config.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds allowed per structure; an overrun is killed and recorded as failure kind 'timeout' (the model then runs in a killable child process).")] = None,
     keep_both_fingerprints: Annotated[bool, typer.Option(help="Store results even if the model's fingerprint differs from the one stored under the same name.")] = False,
 ) -> None:
     """Evaluate one or several models on a data set (only what the store lacks), then print the
@@ -52,12 +62,11 @@ def run(
 
     With --protocol relaxed the static run is done too (or reused) and the gamma error is split
     into its static part (DFT geometry) and its relaxation part."""
-    from surfbench.evaluation.store import ResultStore
     from surfbench.execution.run_command import executor_for
     from surfbench.models import ModelLoadError
-    from surfbench.models.registry import use_project
-
     from surfbench.models.device import check_device
+    from surfbench.models.registry import use_project
+    from surfbench.store.results import ResultStore
 
     check_device(device)  # up front: a missing GPU is known before any data is loaded
     executor = executor_for(workers, scheduler, threads, timeout, fail)
@@ -71,9 +80,12 @@ def run(
         from surfbench.models.registry import resolve_model
 
         resolve_model(names[0], kwargs)  # ModelLoadError: exit code 2 with did-you-mean (cli._UserErrors)
-    try:
-        proto = _protocol(protocol, fmax=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers,
-                          layers=layers, vacuum=vacuum)
+    from surfbench.evaluation.registry import protocol_from_options
+
+    options = dict(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers,
+                   layers=layers, vacuum_a=vacuum)
+    try:  # ValueError: an unknown protocol, settings it refuses (a vacuum under 5 Angstrom, ...)
+        proto = protocol_from_options(protocol, options)
     except ValueError as exc:
         fail(escape(str(exc)))
     ds = subset.dataset(load_dataset(dataset, data_dir, split, cached=True))
@@ -131,29 +143,18 @@ def _busy_hint(threads: int | None, workers: int | None, scheduler: str | None) 
                       "slow, --threads 1 keeps its threads from competing with the other processes[/]")
 
 
-def _protocol(protocol: str, *, fmax: float, steps: int, optimizer: str, fix_bottom_layers: int, layers: int | None,
-              vacuum: float | None):
-    """The protocol of ``--protocol`` with its settings; a ValueError for settings it refuses
-    (an unknown protocol, a vacuum under 5 Angstrom, ...)."""
-    from surfbench.evaluation.protocols import get_protocol
-
-    if protocol == "relaxed":
-        from surfbench.evaluation.relax import RelaxedProtocol
-
-        return RelaxedProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, fix_bottom_layers=fix_bottom_layers)
-    if protocol == "model-built":
-        from surfbench.evaluation.model_built import ModelBuiltProtocol
-
-        sizes = {k: v for k, v in (("layers", layers), ("vacuum_a", vacuum)) if v is not None}
-        return ModelBuiltProtocol(fmax_ev_per_a=fmax, steps=steps, optimizer=optimizer, **sizes)
-    return get_protocol(protocol)
-
-
 def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights, threads, protocol, proto, retry_failed,
               keep_both_fingerprints):
     """Load one model and evaluate it on ``ds`` under its own progress bar; returns its run
     summary with the lines of every record whose labels changed (``summary.updated``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from surfbench.execution.run_command import run_protocol
     from surfbench.models import load_model
@@ -252,9 +253,8 @@ def _report_several(store, ds, done: list, failed: dict[str, str], ids: set[str]
 
 
 def _render(store, dataset: str, fingerprint: str, protocol: str, ids: set[str] | None = None) -> None:
-    from surfbench.report.console import render_run
-
     from surfbench.analysis.stored import run_results
+    from surfbench.report.console import render_run
 
     results = run_results(store, dataset, fingerprint, protocol, record_ids=ids)
     render_run(console, results, f"{fingerprint} on {dataset}, {protocol}")

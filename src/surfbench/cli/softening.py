@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,14 +19,14 @@ def softening(
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for the tables (CSV/JSON), the fitted corrections and the figures.")] = Path("softening"),
     frames_split: Annotated[str, typer.Option(help="mlearn frames to evaluate: all, train or test (fitting needs train).")] = "all",
-    max_frames_per_group: Annotated[Optional[int], typer.Option(help="At most this many frames per (element, split, group), seeded (default: every frame).")] = None,
+    max_frames_per_group: Annotated[int | None, typer.Option(help="At most this many frames per (element, split, group), seeded (default: every frame).")] = None,
     fit_frames: Annotated[int, typer.Option(help="Training frames the correction is fitted on (per element with --per-element).")] = 10,
     per_element: Annotated[bool, typer.Option(help="Fit one scale per element instead of one per model.")] = False,
     energy_weight: Annotated[float, typer.Option(help="Weight of the energy MSE ((eV/atom)^2) in the fit.")] = 1.0,
     force_weight: Annotated[float, typer.Option(help="Weight of the force MSE ((eV/Angstrom)^2) in the fit.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of frame sampling and bootstrap intervals.")] = 0,
     device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="Torch CPU threads (default: torch's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: torch's).")] = None,
     png: Annotated[bool, typer.Option(help="Also write the figures as PNG (needs Chromium).")] = True,
 ) -> None:
     """Systematic softening (Deng et al. 2025): slopes of predicted vs DFT forces, energies and
@@ -34,15 +34,15 @@ def softening(
     scale about the bulk reference) fitted on a few training frames, judged on the slabs."""
     import pandas as pd
 
+    from surfbench.analysis.softening_study import softening_study, subsample_frames
     from surfbench.data.errors import DataError
     from surfbench.data.mlearn import load_mlearn_frames
     from surfbench.evaluation.frames import frame_id
-    from surfbench.evaluation.softening import softening_study, subsample_frames
-    from surfbench.evaluation.store import ResultStore
     from surfbench.models import ModelLoadError, load_model
     from surfbench.report import softening_figures as sf
     from surfbench.report.console import render_softening
     from surfbench.report.figures import FigureExportError, save_figure
+    from surfbench.store.results import ResultStore
 
     splits = {"all": ("training", "test"), "train": ("training",), "test": ("test",)}
     if frames_split not in splits:

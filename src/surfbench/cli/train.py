@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,28 +16,27 @@ def train(
     data: Annotated[str, typer.Option("--data", help="Training frames: 'mlearn', or extxyz file(s) with energies and forces, comma-separated.")] = "mlearn",
     preset: Annotated[str, typer.Option(help="paper, cpu-quick or tiny (see the presets table in docs/commands/train.md).")] = "cpu-quick",
     protocol: Annotated[str, typer.Option(help="no-surfaces (no slab trained; judged on all), mlearn-split (the data's split: judged on the test-split slabs) or facet-cv (leave one facet out per element).")] = "no-surfaces",
-    sizes: Annotated[Optional[str], typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 or 10%,25%,50%,all ('all': the whole pool; default: all).")] = None,
+    sizes: Annotated[str | None, typer.Option(help="Training-set sizes of a learning curve, e.g. 10,20,40 or 10%,25%,50%,all ('all': the whole pool; default: all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split and the subsets (and of the training).")] = 0,
     include_surfaces: Annotated[bool, typer.Option("--include-surfaces", help="Keep frames of evaluated slabs in the training pool (they are held out by default).")] = False,
     store: Annotated[Path, typer.Option("--store", "--workdir", "-w", help="Project folder: result store, trained models and their registry file.")] = Path("."),
-    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Surface data set to evaluate on (default mlearn-surfaces for --data mlearn).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Surface data set to evaluate on (default mlearn-surfaces for --data mlearn).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (training and evaluation).")] = "cpu",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with local data files.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training and evaluation (default: the packages').")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset setting, key=value (repeatable), e.g. --set epochs=5.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Budget of the command's iterative fits (MTP, SevenNet): a fit still running then stops at its last checkpoint, marked not converged (budget-stopped); rerun the same command to continue it.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with local data files.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for training and evaluation (default: the packages').")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a preset setting, key=value (repeatable), e.g. --set epochs=5.")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Budget of the command's iterative fits (MTP, SevenNet): a fit still running then stops at its last checkpoint, marked not converged (budget-stopped); rerun the same command to continue it.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue each fit from its checkpoint, and fail if there is none (a rerun without it continues a checkpoint of the same training too, and starts anything else over).")] = False,
 ) -> None:
     """Train a model (from scratch or fine-tuned) on leakage-safe training frames, register it,
     evaluate it on the held-out slabs and record its cost; with --sizes, a learning curve."""
     from surfbench.cli.common import console, fail
     from surfbench.data.errors import DataError
+    from surfbench.execution.run_command import check_threads
+    from surfbench.models.device import check_device
     from surfbench.training.base import TrainingError
     from surfbench.training.pipeline import train_curve
     from surfbench.training.presets import parse_overrides
-
-    from surfbench.execution.run_command import check_threads
-    from surfbench.models.device import check_device
 
     check_threads(threads, fail)
     check_device(device)  # before any frame is loaded or model trained
@@ -84,8 +83,8 @@ def train(
 def _print_pooled(result, store: Path, console) -> None:
     """facet-cv: one row per training-set size, the folds' judged slabs pooled (each slab
     predicted by the fold that never saw its facet), beside the zero-shot model on the same slabs."""
-    from surfbench.evaluation.store import ResultStore
     from surfbench.report.protocol_console import protocol_rich_table
+    from surfbench.store.results import ResultStore
     from surfbench.training.curves import protocol_table
 
     with ResultStore(store, read_only=True) as st:

@@ -212,7 +212,7 @@ def validate_dataset(ds: Dataset, path: object | None = None, *, min_vacuum: flo
         more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
         where = f"file {path}" if path is not None else f"data set {ds.name!r}"
         raise DataError(f"{where}: {len(bad)} problem(s): {'; '.join(bad[:20])}{more}")
-    for rid, sev, msg in problems:
+    for rid, _severity, msg in problems:
         line = f"record {rid}: {msg}"
         if line not in ds.notes:
             ds.notes.append(line)

@@ -9,7 +9,7 @@ Sources (all BSD 3-Clause, Materials Virtual Lab):
   conversion of the same files in ACEsuit/ACEData (``ace_zuo2020/ZuoEtAl2020.tar.gz``): energies
   and forces only, no group labels, no stress. Their slabs are found from the cell (a vacuum
   gap along one lattice vector) and their Miller index inferred by matching the slab's
-  in-plane lattice to the bulk (:func:`surfbench.data.geometry.infer_miller_index`).
+  in-plane lattice to the bulk (:func:`surfbench.data.miller.infer_miller_index`).
 
 Bulk reference per element: the frame labelled "Ground state crystal"; where an element's
 files have none (Ni, Cu: it sits in the unlabelled extxyz training set), the
@@ -38,7 +38,7 @@ from ase import Atoms
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from surfbench.data import geometry
+from surfbench.data import geometry, miller
 from surfbench.data.errors import DataError
 from surfbench.data.frames import Frame, vasp_kbar_to_ase_stress
 from surfbench.data.sources import PinnedFile, fetch
@@ -373,7 +373,7 @@ def build_surface_dataset(frames: list[Frame], name: str = "mlearn-surfaces") ->
                     hkl, rec = None, None
                     n_unmatched += 1
                 else:
-                    match = geometry.infer_miller_index(f.atoms, bulk.atoms)
+                    match = miller.infer_miller_index(f.atoms, bulk.atoms)
                     hkl, rec = match.hkl, False
                     if hkl is None:
                         n_unmatched += 1

@@ -25,7 +25,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,9 +33,9 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from surfbench.data.errors import DataError
-from surfbench.data.sources import BuiltFiles, read_manifest_json, sha256_of
-from surfbench.models.base import package_version
+from surfbench.data.sources import BuiltFiles, read_manifest_json
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, in_plane_area_a2
+from surfbench.util import package_version, sha256_of
 
 FORMAT_VERSION = 1
 THERMO_TYPE = "GGA_GGA+U"
@@ -124,7 +124,7 @@ def build(source: SurfaceSource, output_dir: str | os.PathLike, elements: Iterab
         "name": "mp-surfaces",
         "format": FORMAT_VERSION,
         "db_version": db_version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "file": data.name,
         "sha256": sha256_of(data),
         "counts": {

@@ -15,7 +15,6 @@ always means the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from surfbench.data.errors import DataError
+from surfbench.util import sha256_of
 
 ENV_DATA_DIR = "SURFBENCH_DATA_DIR"
 ENV_CACHE_DIR = "SURFBENCH_CACHE_DIR"
@@ -54,14 +54,6 @@ def search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
         folders.append(Path(env).expanduser())
     folders.append(cache_dir())
     return folders
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_local(relpath: str, folders: list[Path]) -> Path | None:

@@ -75,7 +75,7 @@ def parse_millers(text: str | None) -> frozenset[Miller] | None:
 
 def _miller_of(value: object) -> Miller | None:
     """A Miller index as stored ("110", "1-10", "10 1 0") or on a record (a tuple); None if unknown."""
-    from surfbench.analysis.facets import parse_miller
+    from surfbench.data.miller import parse_miller
 
     if value is None or (isinstance(value, float) and value != value) or value in ("", "unknown"):
         return None

@@ -33,7 +33,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,9 @@ import numpy as np
 from ase import Atoms
 
 from surfbench.data.errors import DataError
-from surfbench.data.sources import BuiltFiles, cache_dir, read_manifest_json, require_keys, search_path, sha256_of
-from surfbench.models.base import package_version
+from surfbench.data.sources import BuiltFiles, cache_dir, read_manifest_json, require_keys, search_path
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord, in_plane_area_a2
+from surfbench.util import package_version, sha256_of
 
 NAME = "synthetic-paper-scale"
 FORMAT_VERSION = 1
@@ -264,7 +264,7 @@ def build(
         "synthetic": True,
         "banner": BANNER,
         "format": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "file": data.name,
         "sha256": sha256_of(data),
         "seed": None,

@@ -29,8 +29,17 @@ except ImportError:  # older ASE: the same distribution under its former name
 
 from surfbench.dynamics.presets import MDSettings
 from surfbench.dynamics.verdicts import (
-    CALCULATOR_ERROR, EXPLODED, Samples, SlabFrame, StepCheck, Thresholds, Verdict, check_sample, classify,
-    min_distance_a, slab_frame,
+    CALCULATOR_ERROR,
+    EXPLODED,
+    Samples,
+    SlabFrame,
+    StepCheck,
+    Thresholds,
+    Verdict,
+    check_sample,
+    classify,
+    min_distance_a,
+    slab_frame,
 )
 
 
@@ -73,9 +82,8 @@ def make_slab_whole(atoms: Atoms, axis: int) -> Atoms:
 def _dynamics(atoms: Atoms, settings: MDSettings, temperature_k: float, rng: np.random.Generator):
     dt = settings.timestep_fs * units.fs
     if settings.thermostat == "langevin":
-        from ase.md.langevin import Langevin
-
         from ase.constraints import FixCom
+        from ase.md.langevin import Langevin
 
         atoms.set_constraint(FixCom())  # the centre of mass stays put (ASE's replacement for fixcm=True)
         return Langevin(atoms, dt, temperature_K=temperature_k, friction=settings.friction_per_fs / units.fs,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from surfbench.dynamics.md import run_md
 from surfbench.dynamics.presets import MDSettings, protocol_key
+from surfbench.dynamics.rows import md_row
 from surfbench.dynamics.select import Choice
-from surfbench.dynamics.store import MDStore
 from surfbench.dynamics.verdicts import Thresholds
-from surfbench.evaluation.runner import model_details
-from surfbench.execution.model_info import cap_threads
-from surfbench.evaluation.store import ResultStore
 from surfbench.models.base import LoadedModel
+from surfbench.models.model_info import cap_threads, model_details
 from surfbench.records import Dataset
+from surfbench.store.md_runs import MDStore
+from surfbench.store.results import ResultStore
 
 #: (record id, element, temperature K, steps) when a run starts; (steps done, steps) as it goes
 StartFn = Callable[[str, str, float, int], None]
@@ -74,9 +74,10 @@ def run_checks(
             on_start(rec.id, rec.element, temperature, settings.steps)
         traj = trajectory_path(md_store.root, fp.id, rec.id, protocol)
         run = run_md(rec.atoms, calculator, settings, temperature, thresholds, trajectory=traj, progress=on_step)
-        md_store.put(dataset=dataset.name, record_id=rec.id, fingerprint=fp.id, protocol=protocol,
-                     content_hash=rec.content_hash, model=model.name, element=rec.element, preset=preset,
-                     settings=key, run=run, n_atoms=rec.n_atoms, device=model.device, threads=n_threads)
+        md_store.put(md_row(root=md_store.root, dataset=dataset.name, record_id=rec.id, fingerprint=fp.id,
+                            protocol=protocol, content_hash=rec.content_hash, model=model.name, element=rec.element,
+                            preset=preset, settings=key, run=run, n_atoms=rec.n_atoms, device=model.device,
+                            threads=n_threads))
         out.append(CheckResult(rec.id, rec.element, protocol, False,
                                md_store.get(dataset.name, rec.id, fp.id, protocol)))
     return out

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from surfbench.analysis.predictions import slab_predictions
-from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 
 WORST_PER_ELEMENT = "worst-per-element"
 

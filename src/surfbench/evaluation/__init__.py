@@ -1,1 +1,2 @@
-"""Evaluation: protocols (how a structure is evaluated), the result store, the runner."""
+"""Evaluation: protocols (how a structure is evaluated) and their registry (registry.py),
+single points on labelled frames."""

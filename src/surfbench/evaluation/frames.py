@@ -16,12 +16,18 @@ import numpy as np
 from ase import Atoms
 
 from surfbench.data.frames import Frame
-from surfbench.evaluation.protocols import BadOutput, CALCULATOR_ERROR, NON_FINITE, UNSUPPORTED_ELEMENT, Outcome, checked_energy
-from surfbench.evaluation.runner import model_details
-from surfbench.execution.model_info import cap_threads
-from surfbench.evaluation.store import ResultStore
+from surfbench.evaluation.protocols import (
+    CALCULATOR_ERROR,
+    NON_FINITE,
+    UNSUPPORTED_ELEMENT,
+    BadOutput,
+    Outcome,
+    checked_energy,
+)
 from surfbench.models.base import LoadedModel
+from surfbench.models.model_info import cap_threads, model_details
 from surfbench.records import structure_hash
+from surfbench.store.results import ResultStore
 
 PROTOCOL = "single-point"
 MLEARN_FRAMESET = "mlearn-frames"
@@ -64,7 +70,7 @@ def evaluate_frames(
     keep_both_fingerprints: bool = False,
 ) -> tuple[int, int]:
     """Evaluate the (id, structure) items missing from the store; return (computed, reused).
-    ``keep_both_fingerprints``: as for :func:`surfbench.evaluation.runner.run`."""
+    ``keep_both_fingerprints``: as for :func:`surfbench.execution.runner.run`."""
     fp = model.fingerprint
     done = store.frames_done(frameset, fp.id, PROTOCOL)
     todo = [(fid, atoms, structure_hash(atoms)) for fid, atoms in items]

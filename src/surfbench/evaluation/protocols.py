@@ -114,6 +114,9 @@ class Protocol(ABC):
     #: builds its own structures from element, crystal and Miller index (can evaluate
     #: reference-value records, which have no structure to evaluate)
     builds_structures: bool = False
+    #: protocols (names in :mod:`surfbench.evaluation.registry`, default settings) run before this
+    #: one on the same records by ``surfbench run`` and :func:`surfbench.evaluate`
+    needs_first: tuple[str, ...] = ()
 
     @abstractmethod
     def calc(self, atoms: Atoms, calculator: Calculator) -> Outcome:
@@ -172,21 +175,3 @@ class StaticProtocol(Protocol):
         if not math.isfinite(energy):
             return Outcome.failed(NON_FINITE, f"energy is {energy}", wall)
         return Outcome(status="ok", energy_ev=energy, wall_s=wall)
-
-
-PROTOCOLS: dict[str, str] = {
-    "static": "surfbench.evaluation.protocols:StaticProtocol",
-    "relaxed": "surfbench.evaluation.relax:RelaxedProtocol",
-    "model-built": "surfbench.evaluation.model_built:ModelBuiltProtocol",
-}
-
-
-def get_protocol(name: str, **settings) -> Protocol:
-    """A protocol by name (``static``, ``relaxed``, ``model-built``), with its settings as keyword arguments."""
-    import importlib
-
-    try:
-        module, _, cls = PROTOCOLS[name].partition(":")
-    except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
-    return getattr(importlib.import_module(module), cls)(**settings)

@@ -41,7 +41,14 @@ from ase.optimize import BFGS, FIRE, LBFGS
 
 from surfbench.data.geometry import layer_indices
 from surfbench.evaluation.protocols import (
-    CALCULATOR_ERROR, NON_FINITE, BadOutput, Outcome, Protocol, checked_energy, impossible_structure, outputs_problem,
+    CALCULATOR_ERROR,
+    NON_FINITE,
+    BadOutput,
+    Outcome,
+    Protocol,
+    checked_energy,
+    impossible_structure,
+    outputs_problem,
 )
 from surfbench.records import BulkRecord, SurfaceRecord, in_plane_area_a2
 
@@ -103,6 +110,8 @@ class RelaxedProtocol(Protocol):
     """Relax with the model (bulk: positions + cell; slab: positions at the model's lattice)."""
 
     needs_bulk = True
+    #: the split of the gamma error into its static and relaxation parts needs the static run
+    needs_first = ("static",)
 
     def __init__(self, settings: RelaxSettings | None = None, **kwargs):
         self.settings = settings or RelaxSettings(**kwargs)

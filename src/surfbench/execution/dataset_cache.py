@@ -69,8 +69,7 @@ def _stat(path: Path) -> list:
 
 def cache_key(name: str, files: list[Path]) -> str:
     import surfbench
-    from surfbench.data.sources import sha256_of
-    from surfbench.models.base import package_version
+    from surfbench.util import package_version, sha256_of
 
     root = Path(surfbench.__file__).parent
     code = sorted((root / "data").glob("*.py")) + [root / "records.py", root / "units.py"]

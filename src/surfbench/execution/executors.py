@@ -57,7 +57,7 @@ class Executor(ABC):
     def evaluate(self, model: LoadedModel, protocol: Protocol, items: Sequence[Item]) -> Iterator[Done]:
         """Outcomes of ``items`` in completion order (every item exactly once)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most executors hold nothing to release)
         """Release workers and child processes."""
 
     def __enter__(self) -> Executor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +12,10 @@ from surfbench.execution.executors import Executor
 
 if TYPE_CHECKING:
     from surfbench.evaluation.protocols import Protocol
-    from surfbench.evaluation.runner import RunSummary
-    from surfbench.evaluation.store import ResultStore
+    from surfbench.execution.runner import RunSummary
     from surfbench.models.base import LoadedModel
     from surfbench.records import Dataset
+    from surfbench.store.results import ResultStore
 
 
 #: most torch threads per structure on workers of a Dask scheduler (``--scheduler``) on other
@@ -88,20 +87,18 @@ def executor_for(workers: int | None, scheduler: str | None, threads: int | None
 def run_protocol(dataset: Dataset, model: LoadedModel, store: ResultStore, protocol: str | Protocol, *,
                  on_protocol: Callable[[str], None] | None = None, **options: Any) -> list[RunSummary]:
     """Evaluate ``model`` on ``dataset`` with ``protocol`` (what ``surfbench run`` and
-    :func:`surfbench.evaluate` compute): :func:`surfbench.evaluation.runner.run` with
+    :func:`surfbench.evaluate` compute): :func:`surfbench.execution.runner.run` with
     ``options`` (threads, retry_failed, progress, on_start, executor,
-    keep_both_fingerprints). A relaxed protocol runs the static protocol first (the split of the
-    error into its static and relaxation parts needs both). ``on_protocol(name)`` is called
-    before each. Returns the summaries in run order, the one of ``protocol`` last."""
-    from surfbench.evaluation.protocols import get_protocol
-    from surfbench.evaluation.runner import run
+    keep_both_fingerprints). The protocols ``protocol`` needs first (``Protocol.needs_first``:
+    a relaxed protocol, the static one, for the split of the error into its static and
+    relaxation parts) run before it. ``on_protocol(name)`` is called before each. Returns the
+    summaries in run order, the one of ``protocol`` last."""
+    from surfbench.evaluation.registry import get_protocol
+    from surfbench.execution.runner import run
 
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     proto.check_dataset(dataset)  # settings that cannot apply to these records: refused before anything runs
-    # relax.py is not imported for a static run: its ASE constraints module costs 0.6 s
-    relax = sys.modules.get("surfbench.evaluation.relax")
-    relaxed = relax is not None and isinstance(proto, relax.RelaxedProtocol)
-    steps: list[str | Protocol] = ["static", proto] if relaxed else [proto]
+    steps: list[str | Protocol] = [*proto.needs_first, proto]
     summaries = []
     for step in steps:
         if on_protocol is not None:

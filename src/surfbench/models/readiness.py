@@ -24,8 +24,8 @@ class Readiness:
 def readiness(spec: ModelSpec) -> Readiness:
     """Ready when its package is installed and its weights are in the package, in the cache or
     at their local path. A model that runs in another Python (``python:``) is not checked here."""
-    from surfbench.models.base import package_version
     from surfbench.models.weights import resolve_weights
+    from surfbench.util import package_version
 
     if spec.python:
         return Readiness(False, f"worker in {spec.python}")

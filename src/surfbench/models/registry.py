@@ -77,12 +77,68 @@ def dump_yaml(data: Any) -> str:
 
 
 @lru_cache(maxsize=1)
+def _packaged_file() -> dict[str, Any]:
+    """The packaged ``models.yaml``, parsed (checked against ``schema.json`` by the test suite,
+    ``tests/test_registry.py``, so not again at every start: the check and its jsonschema import
+    cost a run of a cheap potential 0.05-0.1 s)."""
+    return load_yaml(resources.files("surfbench.models").joinpath("models.yaml").read_text())
+
+
+def packages() -> dict[str, dict[str, Any]]:
+    """The ``packages:`` section of the packaged ``models.yaml``, the one source of the packages'
+    version ranges: per package (its name on PyPI) ``version`` (a PEP 440 range) and optionally
+    ``pin`` (the exact release the environment presets install) and ``extras``."""
+    return _packaged_file().get("packages") or {}
+
+
+def package_range(package: str) -> str:
+    """The version range (PEP 440) surfbench supports of ``package`` (its name on PyPI, e.g.
+    ``"chgnet"``), from ``models.yaml``; a KeyError for a package it does not name."""
+    return packages()[package]["version"]
+
+
+def requirement(package: str, *, pinned: bool = False) -> str:
+    """The pip requirement of ``package`` from ``models.yaml``: ``name[extras]range``, or with
+    ``pinned`` ``name[extras]==release`` where the environment presets install a pinned release."""
+    p = packages()[package]
+    extras = f"[{','.join(p['extras'])}]" if p.get("extras") else ""
+    return f"{package}{extras}{p['pin'] if pinned and p.get('pin') else p['version']}"
+
+
+def _with_range(entry: dict[str, Any]) -> dict[str, Any]:
+    """A packaged entry with its package's range as ``version`` (right after ``package``)."""
+    if "version" in entry or entry.get("package") not in packages():
+        return entry
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        out[key] = value
+        if key == "package":
+            out["version"] = package_range(value)
+    return out
+
+
+@lru_cache(maxsize=1)
 def packaged_entries() -> tuple[dict[str, Any], ...]:
-    """The entries of the packaged ``models.yaml`` (checked against ``schema.json`` by the test
-    suite, ``tests/test_registry.py``, so not again at every start: the check and its jsonschema
-    import cost a run of a cheap potential 0.05-0.1 s)."""
-    text = resources.files("surfbench.models").joinpath("models.yaml").read_text()
-    return tuple(load_yaml(text)["models"])
+    """The model entries of the packaged ``models.yaml``, each with its package's version range
+    (``packages:``) as ``version``."""
+    return tuple(_with_range(e) for e in _packaged_file()["models"])
+
+
+def packaged_entry(name: str) -> dict[str, Any]:
+    """The packaged ``models.yaml`` entry ``name`` (with its ``version``); a KeyError if none."""
+    for entry in packaged_entries():
+        if entry["name"] == name:
+            return entry
+    raise KeyError(name)
+
+
+def wheel_checkpoints(backend: str, option: str) -> dict[str, str]:
+    """The checkpoints that ship inside a package's wheel, by the backend option that names one:
+    ``{kwargs[option]: weights.path}`` of the packaged entries of ``backend`` (``"module:Class"``)
+    whose weights are ``{source: wheel}``, in file order. A path is relative to the folder that
+    holds the package (site-packages), e.g. ``chgnet/pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar``."""
+    return {e["kwargs"][option]: e["weights"]["path"] for e in packaged_entries()
+            if e["backend"] == backend and e["weights"].get("source") == "wheel" and option in e.get("kwargs", {})}
 
 
 def registry_entries() -> list[dict[str, Any]]:

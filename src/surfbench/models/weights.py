@@ -26,6 +26,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from surfbench.models.base import ModelLoadError, ModelSpec
+from surfbench.util import sha256_of
 
 ENV_MODEL_DIR = "SURFBENCH_MODEL_DIR"
 ENV_CACHE_DIR = "SURFBENCH_CACHE_DIR"
@@ -42,12 +43,6 @@ def _complete(path: Path, files: list[str]) -> bool:
     return path.is_file()
 
 
-def _sha256(path: Path) -> str:
-    from surfbench.data.sources import sha256_of
-
-    return sha256_of(path)
-
-
 def check_pinned(path: Path, spec: ModelSpec, w: dict[str, Any]) -> Path:
     """``path`` (a weights file or folder) after checking it against the entry's pinned sha256
     (``sha256``, or ``sha256_files`` of a folder); another hash is a :class:`ModelLoadError`."""
@@ -57,7 +52,7 @@ def check_pinned(path: Path, spec: ModelSpec, w: dict[str, Any]) -> Path:
     elif w.get("sha256"):
         expected = {path: w["sha256"]}
     for file, sha in expected.items():
-        actual = _sha256(file)
+        actual = sha256_of(file)
         if actual != sha:
             raise ModelLoadError(
                 f"model {spec.name}: {file} has sha256 {actual}, not the pinned {sha}; "

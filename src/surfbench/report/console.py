@@ -50,7 +50,8 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
     t = Table(title=f"{title}: overall", title_justify="left")
     for col in ("quantity", "unit", "ok/total", "MAE", "RMSE", "mean signed error"):
         t.add_column(col, justify="left" if col in ("quantity", "unit") else "right")
-    for q, label in (("bulk_e_per_atom", "bulk energy per atom"), ("slab_e_per_atom", "slab energy per atom"), ("gamma", "surface energy gamma")):
+    for q, label in (("bulk_e_per_atom", "bulk energy per atom"), ("slab_e_per_atom", "slab energy per atom"),
+                     ("gamma", "surface energy gamma")):
         s = _pick(overall, q)
         unit = "J/m^2" if q == "gamma" else "eV/atom"
         t.add_row(label, unit, _cov(s), _f(s["mae"]), _f(s["rmse"]), _f(s["mean_signed_error"]))
@@ -65,7 +66,8 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
         b = _pick(per_el, "bulk_e_per_atom", element=el)
         s = _pick(per_el, "slab_e_per_atom", element=el)
         g = _pick(per_el, "gamma", element=el)
-        t.add_row(el, _cov(g), _f(b["mean_signed_error"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]), _f(g["mean_signed_error"]))
+        t.add_row(el, _cov(g), _f(b["mean_signed_error"]), _f(s["mae"]), _f(s["rmse"]), _f(g["mae"]), _f(g["rmse"]),
+                  _f(g["mean_signed_error"]))
     console.print(t)
 
     if seen.models_with_seen(slabs):
@@ -79,7 +81,8 @@ def render_run(console: Console, results: pd.DataFrame, title: str) -> None:
     g["_key"] = g["miller"].map(lambda m: (1, "") if not isinstance(m, str) else (0, m))
     for _, row in g.sort_values("_key").iterrows():
         hkl = row["miller"] if isinstance(row["miller"], str) else "unknown"
-        t.add_row(f"({hkl})" if hkl != "unknown" else hkl, _cov(row), _f(row["mae"]), _f(row["rmse"]), _f(row["mean_signed_error"]))
+        t.add_row(f"({hkl})" if hkl != "unknown" else hkl, _cov(row), _f(row["mae"]), _f(row["rmse"]),
+                  _f(row["mean_signed_error"]))
     console.print(t)
 
     fails = failure_counts(bulks, slabs)
@@ -106,7 +109,8 @@ def render_seen(console: Console, slabs: pd.DataFrame, title: str) -> None:
     groups = [(el, g) for el, g in slabs.groupby("element", sort=True)] + [("all", slabs)]
     for el, g in groups:
         u, s = stats(g, seen.UNSEEN), stats(g, seen.SEEN)
-        t.add_row(el, _cov(u), _f(u["rmse"]), _f(u["mean_signed_error"]), _cov(s), _f(s["rmse"]), _f(s["mean_signed_error"]),
+        t.add_row(el, _cov(u), _f(u["rmse"]), _f(u["mean_signed_error"]), _cov(s), _f(s["rmse"]),
+                  _f(s["mean_signed_error"]),
                   style="bold" if el == "all" else None)
     console.print(t)
     n_seen = int((slabs[seen.COLUMN] == seen.SEEN).sum())
@@ -126,7 +130,7 @@ def render_comparison(console: Console, results: pd.DataFrame, title: str) -> No
     (its numbers are over its own slabs), and a line under the table says how many slabs the
     comparison rests on. An element a model did not evaluate is "not run", never a failure."""
     from surfbench.analysis.comparable import comparability
-    from surfbench.analysis.stored import run_labels
+    from surfbench.store.selection import run_labels
 
     title = synthetic_tag(console, results, title)
     results = results.assign(model=results["fingerprint"].map(run_labels(results)))
@@ -205,8 +209,9 @@ def render_relaxation_split(console: Console, split: pd.DataFrame) -> None:
                 "relaxation RMSE", "relaxation mean signed error", "median steps", "median RMSD A", "relaxed failures"):
         t.add_column(col, justify="left" if col in ("model", "relaxed failures") else "right")
     for _, r in split_summary(split).iterrows():
-        t.add_row(escape(str(r["model"])), f"{r['n']}/{r['n_slabs']}", _f(r["total_rmse"]), _f(r["total_mean_signed_error"]),
-                  _f(r["static_rmse"]), _f(r["static_mean_signed_error"]), _f(r["relaxation_rmse"]), _f(r["relaxation_mean_signed_error"]),
+        t.add_row(escape(str(r["model"])), f"{r['n']}/{r['n_slabs']}", _f(r["total_rmse"]),
+                  _f(r["total_mean_signed_error"]), _f(r["static_rmse"]), _f(r["static_mean_signed_error"]),
+                  _f(r["relaxation_rmse"]), _f(r["relaxation_mean_signed_error"]),
                   _f(r["median_steps"], 0), _f(r["median_rmsd_a"]), escape(str(r["relaxed_failures"])))
     console.print(t)
     both = split.dropna(subset=["error_total_j_per_m2", "error_static_j_per_m2"])

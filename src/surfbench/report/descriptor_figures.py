@@ -1,4 +1,4 @@
-"""Figures and the report section of the descriptor map and the out-of-domain distance.
+"""Figures of the descriptor map and the out-of-domain distance.
 
 * :func:`map_figure`: the kernel-PCA map of every structure (the paper's descriptor map),
   slabs coloured by |gamma error| (J/m^2) of a model picked from a menu, marker by the bulk
@@ -7,39 +7,24 @@
 * :func:`distance_error_figure`: |gamma error| against the distance from the reference set,
   one colour per model, the Spearman rho with its interval in the legend;
 * :func:`correlation_figure`: rho with its interval per model and reference set;
-* :func:`domain_section`: everything the HTML report shows, from the maps saved beside the
-  result store by ``surfbench map`` (no descriptor is computed while the report is built).
+* :func:`correlation_table`: the Spearman rho of distance and |gamma error| per reference set and
+  model (the report's section: :mod:`surfbench.report.sections.domain`).
 """
 
 from __future__ import annotations
-
-import html
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from surfbench.analysis.lattice import LATTICES
-from surfbench.report.run_figures import FONT, TEMPLATE, model_colours
+from surfbench.report.markup import esc, fmt
+from surfbench.report.style import FONT, TEMPLATE, model_colours
 
 #: marker of each bulk lattice (slabs take their bulk's)
 LATTICE_SYMBOLS = {"fcc": "circle", "bcc": "square", "hcp": "hexagon", "diamond": "diamond", "other": "x"}
 GAMMA_UNIT = "J/m²"
 _COLOURSCALE = "Viridis"
-
-
-def _e(x: object) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _fmt(v: object, digits: int = 3) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{f:.{digits}f}" if np.isfinite(f) else "–"
 
 
 def _joined(table: pd.DataFrame, slabs: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -54,15 +39,15 @@ def _joined(table: pd.DataFrame, slabs: pd.DataFrame, model: str) -> pd.DataFram
 def _hover(df: pd.DataFrame, with_model: bool) -> list[str]:
     rows = []
     for r in df.itertuples():
-        text = (f"<b>{_e(r.record_id)}</b><br>{_e(r.element)} {_e(r.miller or '')} · {_e(r.lattice)}"
-                f"<br>distance {_fmt(r.distance, 4)}")
+        text = (f"<b>{esc(r.record_id)}</b><br>{esc(r.element)} {esc(r.miller or '')} · {esc(r.lattice)}"
+                f"<br>distance {fmt(r.distance, 4)}")
         if with_model:
             failure = getattr(r, "gamma_failure", None)
             if isinstance(failure, str) and failure:
-                text += f"<br>γ failed: {_e(failure)}"
+                text += f"<br>γ failed: {esc(failure)}"
             else:
-                text += (f"<br>γ DFT {_fmt(r.dft_gamma_j_per_m2)}, model {_fmt(r.gamma_pred_j_per_m2)} {GAMMA_UNIT}"
-                         f"<br>error {_fmt(r.error_gamma_j_per_m2)} {GAMMA_UNIT}")
+                text += (f"<br>γ DFT {fmt(r.dft_gamma_j_per_m2)}, model {fmt(r.gamma_pred_j_per_m2)} {GAMMA_UNIT}"
+                         f"<br>error {fmt(r.error_gamma_j_per_m2)} {GAMMA_UNIT}")
         rows.append(text)
     return rows
 
@@ -124,7 +109,7 @@ def map_figure(table: pd.DataFrame, slabs: pd.DataFrame, order: list[str], *,
                                                                             if e in set(table["element"])]
     for el in elements:
         pts = table[table["element"] == el]
-        fig.add_annotation(x=float(pts["pc1"].mean()), y=float(pts["pc2"].max()), text=f"<b>{_e(el)}</b>",
+        fig.add_annotation(x=float(pts["pc1"].mean()), y=float(pts["pc2"].max()), text=f"<b>{esc(el)}</b>",
                            showarrow=False, yshift=16, font=dict(size=15, color="#222"))
     if models:
         buttons = [dict(label=m, method="update", args=[{"visible": [o is None or o == m for o in owner]}])
@@ -154,12 +139,12 @@ def distance_error_figure(table: pd.DataFrame, slabs: pd.DataFrame, corr: pd.Dat
         label = m
         if m in rho.index and np.isfinite(rho.loc[m, "rho"]):
             r = rho.loc[m]
-            label = f"{m}: ρ = {r['rho']:+.2f} [{_fmt(r['rho_lo'], 2)}, {_fmt(r['rho_hi'], 2)}]"
+            label = f"{m}: ρ = {r['rho']:+.2f} [{fmt(r['rho_lo'], 2)}, {fmt(r['rho_hi'], 2)}]"
         fig.add_trace(go.Scatter(x=j["distance"], y=j["abs_error"], mode="markers", name=label,
                                  marker=dict(color=colours[m], size=8,
                                              symbol=[LATTICE_SYMBOLS.get(lat, "x") for lat in j["lattice"]]),
                                  hovertext=_hover(j, True), hoverinfo="text"))
-    fig.update_layout(title=dict(text=f"|γ error| against the distance from the reference set ({_e(reference)}); "
+    fig.update_layout(title=dict(text=f"|γ error| against the distance from the reference set ({esc(reference)}); "
                                       f"Spearman ρ with its {pct} bootstrap interval", x=0.5, xanchor="center"),
                       template=TEMPLATE, font=FONT, width=1100, height=600,
                       xaxis_title="distance from the reference set (mean k-NN distance of unit site descriptors)",
@@ -190,19 +175,6 @@ def correlation_figure(corr: pd.DataFrame, ci: float = 0.95) -> go.Figure:
     return fig
 
 
-# ---------------------------------------------------------------------------- report section
-@dataclass
-class DomainSection:
-    """What the HTML report shows in its descriptor-map section."""
-
-    body: str = ""
-    figures: list[tuple[str, go.Figure, str]] = field(default_factory=list)
-    correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
-    maps: pd.DataFrame = field(default_factory=pd.DataFrame)
-    payload: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
 def correlation_table(maps, slabs: pd.DataFrame, order: list[str], *, n_boot: int = 2000, seed: int = 0,
                       ci: float = 0.95) -> pd.DataFrame:
     """One row per (reference set, model): Spearman rho of distance and |gamma error|."""
@@ -219,94 +191,4 @@ def correlation_table(maps, slabs: pd.DataFrame, order: list[str], *, n_boot: in
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
     out["model"] = out["model"].astype(str)
-    return out
-
-
-def _fresh(dmap, records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The map's rows whose structure is the stored record's (content hash), and how many differ."""
-    if records.empty:
-        return dmap.table, 0
-    hashes = records.set_index("record_id")["content_hash"]
-    t = dmap.table
-    same = t["record_id"].map(hashes) == t["content_hash"]
-    return t[same].reset_index(drop=True), int((~same).sum())
-
-
-def domain_section(store_path: str | Path, dataset: str, slabs: pd.DataFrame, order: list[str],
-                   records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> DomainSection:
-    """The report's section from the maps saved beside the store by ``surfbench map``."""
-    from surfbench.analysis.descriptor_map import load_maps
-
-    maps = load_maps(store_path, dataset)
-    out = DomainSection()
-    if not maps:
-        out.body = ("<p>No descriptor map is stored for this data set. Run <code>surfbench map --workdir "
-                    f"{_e(Path(store_path).parent if str(store_path).endswith('.sqlite') else store_path)} "
-                    f"--dataset {_e(dataset)}</code> (add <code>--reference mlearn-train</code> or "
-                    "<code>--reference FILE.extxyz</code> for a training set) and rebuild the report.</p>")
-        return out
-    fresh = []
-    for path, dmap in maps:
-        table, stale = _fresh(dmap, records)
-        if stale:
-            out.warnings.append(f"descriptor map {path.name}: {stale} record(s) changed since it was made "
-                                "(structure hash); they are left out; rerun 'surfbench map'")
-        dmap.table = table
-        fresh.append((path, dmap))
-    pct = f"{100 * ci:.0f}%"
-    corr = correlation_table(fresh, slabs, order, n_boot=n_boot, seed=seed, ci=ci)
-    first = fresh[0][1]
-    s = first.settings
-    out.figures.append(("descriptor-map", map_figure(first.table, slabs, order,
-                                                     title=f"Kernel PCA map of {_e(dataset)}"),
-                        f"Kernel PCA of the {s.kernel} kernel of {_e(first.settings.descriptor.describe())} "
-                        f"({'all sites' if s.sites == 'all' else f'{s.surface_layers} outermost layers per face'}); "
-                        "one point per structure. Slabs coloured by the |γ error| of the model chosen in the menu "
-                        "(red: no model γ), marker by the bulk lattice; bulk records as open grey markers."))
-    for _, dmap in fresh:
-        ref = dmap.settings.reference_name
-        c = corr[corr["reference"] == ref]
-        out.figures.append((f"distance-vs-error-{ref}", distance_error_figure(dmap.table, slabs, c, order,
-                                                                                reference=ref, ci=ci),
-                            f"|γ error| against each slab's distance from the reference set <b>{_e(ref)}</b> "
-                            f"({dmap.n_reference_structures} structures, {dmap.n_reference_sites} sites): the "
-                            f"{dmap.settings.reduce} over the slab's sites of the mean distance to the "
-                            f"{dmap.settings.k} nearest reference sites of the same element. Marker: the bulk "
-                            "lattice (circle fcc, square bcc, hexagon hcp, diamond: diamond)."))
-    if len(corr):
-        out.figures.append(("distance-error-correlation", correlation_figure(corr, ci),
-                            "Spearman ρ of distance and |γ error| per model, pooled over all slabs and within "
-                            f"elements (ranks taken per element), with {pct} percentile-bootstrap intervals."))
-    rows = []
-    for r in corr.itertuples():
-        rows.append(f"<tr><td>{_e(r.reference)}</td><td>{_e(r.model)}</td><td class='num'>{r.n}</td>"
-                    f"<td class='num'>{_fmt(r.rho, 2)} [{_fmt(r.rho_lo, 2)}, {_fmt(r.rho_hi, 2)}]</td>"
-                    f"<td class='num'>{_fmt(r.p_value, 3)}</td>"
-                    f"<td class='num'>{_fmt(r.rho_within_element, 2)} [{_fmt(r.rho_within_element_lo, 2)}, "
-                    f"{_fmt(r.rho_within_element_hi, 2)}]</td><td class='num'>{r.n_no_gamma}</td>"
-                    f"<td class='num'>{r.n_no_distance}</td></tr>")
-    table = ("<table class='data'><thead><tr><th>reference set</th><th>model</th><th>slabs</th>"
-             f"<th>Spearman ρ [{pct} CI]</th><th>p</th><th>ρ within elements [{pct} CI]</th>"
-             "<th>γ failed</th><th>no distance</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    supported = ([f"{r.model} ({r.reference})" for r in corr[corr["rho_lo"] > 0].itertuples()]
-                 if len(corr) else [])
-    out.body = (
-        "<p>Are the errors larger for surfaces far from the reference data? Each structure is described by its "
-        "sites' descriptors; the map is the kernel PCA of the structures' similarity, and each slab's distance "
-        "from a reference set (the data set's bulk records, or a training set) is the k-nearest-neighbour "
-        "distance of its sites' descriptors. Spearman ρ &gt; 0: the farther a slab from the reference, the "
-        "larger the error. Pooled over elements, ρ also reflects differences between elements; the "
-        "within-element ρ compares only slabs of the same element. Made by <code>surfbench map</code>.</p>"
-        + table
-        + (f"<p>Interval above 0 (pooled): {_e(', '.join(f'{m}' for m in supported))}.</p>" if supported else
-           "<p>No model's pooled interval lies above 0.</p>")
-    )
-    out.correlation = corr
-    out.maps = pd.concat([d.table.assign(reference=d.settings.reference_name) for _, d in fresh], ignore_index=True)
-    out.payload = {
-        "maps": [{"file": str(p), "reference": d.settings.reference_name, "descriptor": d.settings.descriptor.describe(),
-                  "kernel": d.settings.kernel, "sites": d.settings.sites, "k": d.settings.k, "reduce": d.settings.reduce,
-                  "n_reference_structures": d.n_reference_structures, "n_reference_sites": d.n_reference_sites,
-                  "created_utc": d.created_utc} for p, d in fresh],
-    }
     return out

@@ -1,12 +1,12 @@
-"""The molecular-dynamics stability section of the report: a verdict table (element x model)
+"""Figures and tables of the molecular-dynamics stability section of the report
+(:mod:`surfbench.report.sections.md`): a verdict table (element x model)
 per settings, the numbers of every run, and per model a figure of temperature (K) and total
 energy per atom (eV/atom, relative to its start) against time (ps), one trace per run.
 
-Reads only the store's ``md_runs`` table (:mod:`surfbench.dynamics.store`)."""
+Reads only the store's ``md_runs`` table (:mod:`surfbench.store.md_runs`)."""
 
 from __future__ import annotations
 
-import html
 import json
 import math
 
@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from surfbench.dynamics.store import md_runs
+from surfbench.store.md_runs import md_runs
 
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")
@@ -31,7 +31,8 @@ def load_md(store, dataset: str, labels: dict[str, str]) -> pd.DataFrame:
     df = df.copy()
     df["label"] = df["fingerprint"].map(labels)
     df["settings_label"] = [
-        f"{p or 'custom'}: {th}, {int(n)} x {dt:g} fs" for p, th, n, dt in zip(df["preset"], df["thermostat"], df["steps"], df["timestep_fs"])]
+        f"{p or 'custom'}: {th}, {int(n)} x {dt:g} fs"
+        for p, th, n, dt in zip(df["preset"], df["thermostat"], df["steps"], df["timestep_fs"])]
     return df.reset_index(drop=True)
 
 
@@ -47,7 +48,8 @@ def verdict_matrix(df: pd.DataFrame, order: list[str]) -> dict[str, pd.DataFrame
             for m in models:
                 sel = grp[(grp["element"] == element) & (grp["label"] == m)]
                 cells[m] = "; ".join(
-                    (f"{r['verdict']}" if len(sel) == 1 else f"{r['record_id']}: {r['verdict']}") for _, r in sel.iterrows()
+                    (f"{r['verdict']}" if len(sel) == 1 else f"{r['record_id']}: {r['verdict']}")
+                    for _, r in sel.iterrows()
                 ) or "–"
             rows.append(cells)
         out[label] = pd.DataFrame(rows)
@@ -64,7 +66,8 @@ def details_table(df: pd.DataFrame) -> pd.DataFrame:
         "T target (K)": [f(v, ".0f") for v in df["temperature_k"]],
         "verdict": df["verdict"],
         "time run (ps)": [f(v, ".3g") for v in df["time_ps"]],
-        "T mean ± std (K)": [f"{f(a, '.0f')} ± {f(b, '.0f')}" for a, b in zip(df["temperature_mean_k"], df["temperature_std_k"])],
+        "T mean ± std (K)": [f"{f(a, '.0f')} ± {f(b, '.0f')}"
+                             for a, b in zip(df["temperature_mean_k"], df["temperature_std_k"])],
         "energy drift (eV/atom/ps)": [f(v, "+.3f") for v in df["energy_drift_ev_per_atom_per_ps"]],
         "max displacement (Å)": [f(v, ".2f") for v in df["max_displacement_a"]],
         "min distance (Å)": [f(v, ".2f") for v in df["min_distance_a"]],
@@ -77,7 +80,7 @@ def details_table(df: pd.DataFrame) -> pd.DataFrame:
 def temperature_energy_figure(store, df: pd.DataFrame, model: str) -> go.Figure:
     """Temperature (K, with the target dotted) and total energy per atom relative to the
     first sample (eV/atom) against time (ps), one colour per run of ``model``."""
-    from surfbench.dynamics.store import MDStore
+    from surfbench.store.md_runs import MDStore
 
     mds = MDStore(store)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
@@ -103,43 +106,6 @@ def temperature_energy_figure(store, df: pd.DataFrame, model: str) -> go.Figure:
     fig.update_layout(title=f"{model}: NVT runs (dotted: target temperature)", height=560, width=900,
                       template="plotly_white", legend={"font": {"size": 10}})
     return fig
-
-
-def add_figures(figs, store, df: pd.DataFrame, order: list[str], slug) -> None:
-    """One temperature/energy figure per model into the report's figure list (section md)."""
-    if df.empty:
-        return
-    models = [m for m in order if m in set(df["label"])] + sorted(set(df["label"]) - set(order))
-    for m in models:
-        figs.add(f"md-{slug(m)}", "md", temperature_energy_figure(store, df, m),
-                 f"{html.escape(m)}: temperature and total energy per atom during each NVT run (dotted: the target, "
-                 "0.8 × the melting point unless set otherwise). A run that ends early stopped at a failure.")
-
-
-def section_html(df: pd.DataFrame, order: list[str], table_fn, figures_html: str) -> str:
-    """The section's body: how verdicts are decided, the verdict tables, the figures and the
-    numbers; ``table_fn(df, fills)`` renders a table as the rest of the report does."""
-    if df.empty:
-        return ("<p>No MD stability runs of these models on this data set in the store. "
-                "<code>surfbench md --model M</code> runs NVT dynamics of the worst slab of each element at "
-                "0.8 × the melting point and stores a verdict per run.</p>")
-    intro = (
-        "<p>NVT molecular dynamics of slabs (by default the slab with the largest |γ error| of each element for "
-        "that model) at 0.8 × the element's melting point. Verdicts: <b>exploded</b> (non-finite energy or "
-        "forces, a force, energy change or temperature beyond its bound), <b>too_close</b> (two atoms closer "
-        "than a fraction of the nearest-neighbour distance), <b>desorbed</b> (an atom beyond a height above or "
-        "below the outermost layer), <b>melted</b> (inner-layer Lindemann ratio, the RMS displacement about "
-        "the mean position over the second half of the run divided by the nearest-neighbour distance, above "
-        "its bound), <b>calculator_error</b>; otherwise <b>stable</b>. Bounds are stored with each run.</p>")
-    parts = [intro]
-    for label, mat in verdict_matrix(df, order).items():
-        fills = pd.DataFrame("white", index=mat.index, columns=mat.columns)
-        for c in mat.columns[1:]:
-            fills[c] = [GOOD if v == "stable" else ("white" if v == "–" else BAD) for v in mat[c]]
-        parts.append(f"<h3>Verdicts, {html.escape(label)}</h3>" + table_fn(mat, fills))
-    parts.append(figures_html)
-    parts.append("<h3>Numbers of each run</h3>" + table_fn(details_table(df), None))
-    return "".join(parts)
 
 
 def md_payload(df: pd.DataFrame) -> list[dict]:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from surfbench.data.frames import Frame
-from surfbench.report.run_figures import FONT, MODEL_COLOURS, TEMPLATE
+from surfbench.report.style import FONT, MODEL_COLOURS, TEMPLATE
 
 
 def _colour(models: Sequence[str]) -> dict[str, str]:
@@ -40,10 +40,13 @@ def force_components(frames: Sequence[Frame], ids: Sequence[str], predictions: p
         x, y, el = np.concatenate(xs), np.concatenate(ys), np.concatenate(els)
         keep = rng.permutation(x.size)[:max_points]
         parts.append(pd.DataFrame({"model": model, "element": el[keep], "f_dft": x[keep], "f_pred": y[keep]}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "element", "f_dft", "f_pred"])
+    if not parts:
+        return pd.DataFrame(columns=["model", "element", "f_dft", "f_pred"])
+    return pd.concat(parts, ignore_index=True)
 
 
-def _parity(points: pd.DataFrame, slopes: pd.DataFrame, x: str, y: str, slope_col: str, unit: str, title: str) -> go.Figure:
+def _parity(points: pd.DataFrame, slopes: pd.DataFrame, x: str, y: str, slope_col: str, unit: str,
+            title: str) -> go.Figure:
     models = sorted(points["model"].unique())
     colours = _colour(models)
     fig = go.Figure()
@@ -57,10 +60,11 @@ def _parity(points: pd.DataFrame, slopes: pd.DataFrame, x: str, y: str, slope_co
         fig.add_trace(go.Scattergl(x=p[x], y=p[y], mode="markers", name=f"{m} (k = {k:.3f})", legendgroup=m,
                                    marker=dict(size=4, opacity=0.45, color=colours[m]),
                                    text=p.get("label", p["element"]),
-                                   hovertemplate=f"{m}<br>%{{text}}<br>DFT %{{x:.3f}}<br>model %{{y:.3f}} {unit}<extra></extra>"))
+                                   hovertemplate=f"{m}<br>%{{text}}<br>DFT %{{x:.3f}}<br>model %{{y:.3f}} {unit}"
+                                                 "<extra></extra>"))
         if np.isfinite(k):
-            fig.add_trace(go.Scatter(x=[-lim, lim], y=[-k * lim, k * lim], mode="lines", legendgroup=m, showlegend=False,
-                                     line=dict(color=colours[m], width=1.5), hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=[-lim, lim], y=[-k * lim, k * lim], mode="lines", legendgroup=m,
+                                     showlegend=False, line=dict(color=colours[m], width=1.5), hoverinfo="skip"))
     fig.update_layout(template=TEMPLATE, font=FONT, title=title, width=620, height=560,
                       xaxis_title=f"DFT ({unit})", yaxis_title=f"model ({unit})")
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
@@ -95,9 +99,11 @@ def slope_bars(element_slopes: pd.DataFrame, gamma_slopes: pd.DataFrame) -> go.F
             xs = d[xcol] if xcol else ["all slabs"] * len(d)
             fig.add_trace(go.Bar(
                 x=xs, y=d[what], name=m, legendgroup=m, showlegend=col == 1, marker_color=colours[m],
-                error_y=dict(type="data", symmetric=False, array=d[f"{what}_hi"] - d[what], arrayminus=d[what] - d[f"{what}_lo"]),
+                error_y=dict(type="data", symmetric=False, array=d[f"{what}_hi"] - d[what],
+                             arrayminus=d[what] - d[f"{what}_lo"]),
                 hovertemplate=f"{m}<br>%{{x}}: k = %{{y:.3f}}<extra></extra>"), row=1, col=col)
         fig.add_hline(y=1.0, line=dict(color="#555", dash="dash"), row=1, col=col)
     fig.update_layout(template=TEMPLATE, font=FONT, barmode="group", width=1100, height=440,
-                      title="Softening slopes (model vs DFT, through the origin; 1 = no softening; 95% bootstrap intervals)")
+                      title="Softening slopes (model vs DFT, through the origin; 1 = no softening; "
+                            "95% bootstrap intervals)")
     return fig

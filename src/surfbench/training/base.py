@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from surfbench.data.frames import Frame
 
@@ -122,6 +123,16 @@ TRAINERS: dict[str, str] = {
     "snap": "surfbench.training.snap:SnapTrainer",
     "qsnap": "surfbench.training.snap:QSnapTrainer",
 }
+
+
+def registry_facts(model: str, *fields: str) -> dict[str, Any]:
+    """``fields`` (e.g. family, backend, package, version) of the packaged ``models.yaml`` entry
+    ``model``, in that order, for the registry entry of a model trained from or like it: the
+    package's version range and the other facts keep one source, models.yaml."""
+    from surfbench.models.registry import packaged_entry
+
+    entry = packaged_entry(model)
+    return {f: entry[f] for f in fields}
 
 
 def check_name(job: TrainJob) -> None:

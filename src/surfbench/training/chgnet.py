@@ -54,7 +54,17 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import FINETUNE, RUNNING, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.models.registry import requirement
+from surfbench.training.base import (
+    FINETUNE,
+    RUNNING,
+    TrainedModel,
+    Trainer,
+    TrainingError,
+    TrainJob,
+    check_job,
+    registry_facts,
+)
 from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
 from surfbench.training.io import has_stress
 from surfbench.training.resources import peak_rss_self_mb
@@ -152,16 +162,13 @@ class ChgnetTrainer(Trainer):
         (work / "history.json").write_text(json.dumps(history, indent=1))
         entry = {
             "name": job.name,
-            "family": "CHGNet",
-            "backend": "surfbench.models.loaders.chgnet:ChgnetBackend",
-            "package": "chgnet",
-            "version": ">=0.4,<0.5",
+            **registry_facts(DEFAULT_FOUNDATION, "family", "backend", "package", "version"),
             "weights": {"source": "local", "path": str(out.resolve())},
             "parameters": n_parameters,
             "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
             "training_set_size": f"{len(job.train)} structures",
             "licence": "BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
-            "citation": "Deng et al., Nat. Mach. Intell. 5, 1031 (2023)",
+            **registry_facts(DEFAULT_FOUNDATION, "citation"),
             "note": registry_note(st, f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} "
                                       f"({foundation_file.name}) with surfbench train (seed {job.seed}, preset "
                                       f"{s.get('preset', '-')}, targets {'efs' if use_stress else 'ef'}, no magmom loss: "
@@ -179,7 +186,8 @@ class ChgnetTrainer(Trainer):
             from chgnet.trainer import Trainer as ChgnetLoop
             from torch.utils.data import DataLoader
         except ImportError as exc:
-            raise TrainingError(f"chgnet needs the 'chgnet' package ({exc}); pip install torch==2.13.0 'chgnet>=0.4,<0.5'") from exc
+            raise TrainingError(f"chgnet needs the 'chgnet' package ({exc}); "
+                                f"pip install torch==2.13.0 '{requirement('chgnet')}'") from exc
 
         if s.get("threads"):
             torch.set_num_threads(int(s["threads"]))

@@ -28,9 +28,9 @@ import pandas as pd
 
 from surfbench.analysis.metrics import error_stats
 from surfbench.analysis.predictions import bulk_predictions, slab_predictions
-from surfbench.evaluation.store import ResultStore
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import trainings
 from surfbench.training.base import FINETUNE, SCRATCH
-from surfbench.training.pipeline import trainings
 
 ZERO_SHOT = "zero-shot"
 KIND = {SCRATCH: "from scratch", FINETUNE: "fine-tuned", ZERO_SHOT: ZERO_SHOT}

@@ -43,12 +43,23 @@ import time
 from pathlib import Path
 
 from surfbench.training.base import (
-    BUDGET_STOPPED, CONVERGED, EPOCH_CAP, FINETUNE, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob,
+    BUDGET_STOPPED,
+    CONVERGED,
+    EPOCH_CAP,
+    FINETUNE,
+    SCRATCH,
+    TrainedModel,
+    Trainer,
+    TrainingError,
+    TrainJob,
+    registry_facts,
 )
 from surfbench.training.epochs import FINISHED, EpochRun, LoopState, read_state, registry_note, resume_key
 from surfbench.training.io import REF_ENERGY, REF_FORCES, REF_STRESS, has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
+#: the registry entry whose family, backend, package and version range a trained MACE model shares
+GENERIC_ENTRY = "mace-local"
 _EPOCH = re.compile(r"Epoch (\d+): .*?loss=\s*([-\d.eE+]+), RMSE_E_per_atom=\s*([-\d.eE+]+) meV, RMSE_F=\s*([-\d.eE+]+) meV")
 
 
@@ -83,9 +94,9 @@ def count_parameters(model_file: Path) -> int:
     """Trainable parameters of a saved MACE model (the whole pickled module)."""
     import torch
 
-    from surfbench.models.loaders.mace import _quiet_mace_load
+    from surfbench.models.loaders.mace import quiet_mace_load
 
-    with _quiet_mace_load():
+    with quiet_mace_load():
         import mace  # noqa: F401 - the pickle needs mace's classes
 
         model = torch.load(model_file, map_location="cpu", weights_only=False)
@@ -179,10 +190,7 @@ class MaceTrainer(Trainer):
         run.write_state(st)
         entry = {
             "name": job.name,
-            "family": "MACE",
-            "backend": "surfbench.models.loaders.mace:MaceBackend",
-            "package": "mace-torch",
-            "version": ">=0.3.10,<0.4",
+            **registry_facts(GENERIC_ENTRY, "family", "backend", "package", "version"),
             "weights": {"source": "local", "path": str(model_file)},
             "licence": "MIT (mace-torch code; weights trained here"
                        + (f", fine-tuned from {job.foundation}: its licence applies too)" if job.mode == FINETUNE else ")"),

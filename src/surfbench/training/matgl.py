@@ -54,8 +54,17 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
+from surfbench.models.registry import requirement
 from surfbench.training.base import (
-    FINETUNE, RUNNING, SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, check_job,
+    FINETUNE,
+    RUNNING,
+    SCRATCH,
+    TrainedModel,
+    Trainer,
+    TrainingError,
+    TrainJob,
+    check_job,
+    registry_facts,
 )
 from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
 from surfbench.training.io import has_stress
@@ -130,10 +139,7 @@ def registry_entry(job: TrainJob, folder: Path, n_parameters: int, settings: dic
     origin = f"fine-tuned from {job.foundation or DEFAULT_FOUNDATION}" if finetuned else "trained from scratch"
     entry: dict[str, Any] = {
         "name": job.name,
-        "family": "M3GNet",
-        "backend": "surfbench.models.loaders.matgl:MatglBackend",
-        "package": "matgl",
-        "version": ">=4.1,<5",
+        **registry_facts(DEFAULT_FOUNDATION, "family", "backend", "package", "version"),
         "weights": {"source": "local", "path": str(folder.resolve()), "files": list(MODEL_FILES)},
         "parameters": int(n_parameters),
         "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
@@ -166,9 +172,9 @@ class M3gnetTrainer(Trainer):
         folder = foundation_folder(job.foundation) if finetune else None
         cpu_start = time.process_time()
 
-        from surfbench.models.loaders.matgl import _hub_offline
+        from surfbench.models.loaders.matgl import hub_offline
 
-        with _hub_offline():
+        with hub_offline():
             lit, history, st = self._fit(job, s, folder, work)
         out = work / "model"
         lit.model.save(str(out), metadata={"surfbench": {"name": job.name, "mode": job.mode, "seed": job.seed,
@@ -195,7 +201,8 @@ class M3gnetTrainer(Trainer):
             from matgl.graph.data import MGLDataLoader, MGLDataset
             from matgl.utils.training import PotentialLightningModule
         except ImportError as exc:
-            raise TrainingError(f"m3gnet needs matgl >= 4.1 ({exc}); pip install torch==2.13.0 'matgl>=4.1,<5'") from exc
+            raise TrainingError(f"m3gnet needs matgl >= 4.1 ({exc}); "
+                                f"pip install torch==2.13.0 '{requirement('matgl')}'") from exc
 
         if s.get("threads"):
             torch.set_num_threads(int(s["threads"]))

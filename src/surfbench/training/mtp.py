@@ -66,11 +66,22 @@ from pathlib import Path
 from ase.data import atomic_numbers
 
 from surfbench.training.base import (
-    BUDGET_STOPPED, CONVERGED, ITERATION_CAP, SCRATCH, STOPPING_SETTINGS, TrainedModel, Trainer, TrainingError, TrainJob,
+    BUDGET_STOPPED,
+    CONVERGED,
+    ITERATION_CAP,
+    SCRATCH,
+    STOPPING_SETTINGS,
+    TrainedModel,
+    Trainer,
+    TrainingError,
+    TrainJob,
+    registry_facts,
 )
 from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
+#: the registry entry whose family, backend, package, version range and citation a trained MTP shares
+GENERIC_ENTRY = "mtp-local"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -370,15 +381,12 @@ class MtpTrainer(Trainer):
             history.append({"iteration": total, "loss": c["loss_end"], "relative_change": c["relative_change"]})
         entry = {
             "name": job.name,
-            "family": "MTP (moment tensor potential)",
-            "backend": "surfbench.models.loaders.mtp:MtpBackend",
+            **registry_facts(GENERIC_ENTRY, "family", "backend"),
             "kwargs": {"species": list(job.elements)},
-            "package": "motep",
-            "version": ">=0.2,<0.3",
+            **registry_facts(GENERIC_ENTRY, "package", "version"),
             "weights": {"source": "local", "path": str(final)},
             "licence": "MIT (motep code; potential trained here)",
-            "citation": "Shapeev, Multiscale Model. Simul. 14, 1153 (2016) (MTP); Novikov et al., "
-                        "Mach. Learn.: Sci. Technol. 2, 025002 (2021) (MLIP-2)",
+            **registry_facts(GENERIC_ENTRY, "citation"),
             "note": (f"converged after {iterations} L-BFGS-B iterations: {state['reason']}" if state["converged"]
                      else f"NOT CONVERGED: {state['reason']}; the parameters of its last checkpoint"),
         }

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from surfbench.models import ModelLoadError
-from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob
+from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, registry_facts
 from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import run_command, thread_env
 
@@ -55,6 +55,9 @@ if not os.path.isfile(ckpt):
 model = ModelFromCheckpoint(ckpt)
 print("surfbench: trainable parameters", sum(p.numel() for p in model.parameters() if p.requires_grad), flush=True)
 """
+#: the registry entry whose family, backend, package, version range, environment and citation a
+#: trained NequIP model shares
+GENERIC_ENTRY = "nequip-local"
 _PARAMETERS = re.compile(r"^surfbench: trainable parameters (\d+)$", re.MULTILINE)
 
 
@@ -199,14 +202,10 @@ class NequipTrainer(Trainer):
             raise TrainingError(f"nequip ({job.name}): nequip-train wrote no checkpoint in {out}; log {result.log_path}")
         entry = {
             "name": job.name,
-            "family": "NequIP",
-            "backend": "surfbench.models.loaders.nequip:NequipBackend",
-            "package": "nequip",
-            "version": ">=0.19,<0.20",
-            "python": "env:nequip",
+            **registry_facts(GENERIC_ENTRY, "family", "backend", "package", "version", "python"),
             "weights": {"source": "local", "path": str(ckpt)},
             "licence": "MIT (nequip code; model trained here)",
-            "citation": "Batzner et al., Nat. Commun. 13, 2453 (2022)",
+            **registry_facts(GENERIC_ENTRY, "citation"),
         }
         counted = _PARAMETERS.search(result.log_path.read_text(encoding="utf-8", errors="replace"))
         return TrainedModel(

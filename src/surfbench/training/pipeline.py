@@ -13,8 +13,8 @@
 4. evaluates it through the normal runner on the slabs of its elements in the surface data set
    (all held out from training unless ``include_surfaces``) into the store, and with single
    points on the test frames (:func:`surfbench.evaluation.frames.evaluate_frames`);
-5. records the training in the store's ``trainings`` table (created here): method, mode,
-   foundation, preset, settings, split summary (which frames were held out and why), the
+5. records the training in the store's ``trainings`` table (:mod:`surfbench.store.trainings`):
+   method, mode, foundation, preset, settings, split summary (which frames were held out and why), the
    training frames and their structure hashes, wall time (s), peak RSS (MB), parameters,
    energy and force errors on the test frames, per-epoch history.
 
@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,18 @@ import numpy as np
 import pandas as pd
 
 from surfbench.data.frames import Frame
-from surfbench.evaluation.store import ResultStore
 from surfbench.records import Dataset, structure_hash
+from surfbench.store.results import ResultStore
+from surfbench.store.trainings import get_training, put_training
 from surfbench.training.base import (
-    FINETUNE, SCRATCH, STOPPING_SETTINGS, TRAINERS, TrainedModel, TrainingError, TrainJob, get_trainer,
+    FINETUNE,
+    SCRATCH,
+    STOPPING_SETTINGS,
+    TRAINERS,
+    TrainedModel,
+    TrainingError,
+    TrainJob,
+    get_trainer,
 )
 from surfbench.training.protocols import FACET_CV, NO_SURFACES, Fold
 from surfbench.training.splits import MLEARN, SlabIndex, TrainingSplit, frame_key
@@ -52,119 +60,9 @@ Echo = Callable[[str], None]
 
 TRAINED_DIR = "trained"
 
-_TRAININGS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trainings (
-    name TEXT PRIMARY KEY,
-    fingerprint TEXT,
-    method TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    foundation TEXT,
-    preset TEXT NOT NULL,
-    elements TEXT NOT NULL,
-    data TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    curve TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    include_surfaces INTEGER NOT NULL,
-    n_train INTEGER NOT NULL,
-    n_valid INTEGER NOT NULL,
-    n_test INTEGER NOT NULL,
-    wall_s REAL,
-    cpu_s REAL,
-    peak_rss_mb REAL,
-    n_parameters INTEGER,
-    device TEXT,
-    settings TEXT NOT NULL,
-    split TEXT NOT NULL,
-    train_frames TEXT NOT NULL,
-    train_hashes TEXT NOT NULL,
-    frame_metrics TEXT,
-    history TEXT,
-    zero_shot TEXT,
-    weights TEXT NOT NULL,
-    log TEXT,
-    config_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    protocol TEXT NOT NULL DEFAULT 'no-surfaces',
-    fold TEXT NOT NULL DEFAULT 'all',
-    judged TEXT,
-    size TEXT,
-    converged INTEGER,
-    state TEXT
-);
-"""
-
-#: columns added after the table's first release: (name, SQL type and default)
-_ADDED_COLUMNS = (("protocol", "TEXT NOT NULL DEFAULT 'no-surfaces'"), ("fold", "TEXT NOT NULL DEFAULT 'all'"),
-                  ("judged", "TEXT"), ("size", "TEXT"), ("converged", "INTEGER"), ("state", "TEXT"))
-
-#: JSON columns of the trainings table
-JSON_COLUMNS = ("settings", "split", "train_frames", "train_hashes", "frame_metrics", "history", "zero_shot", "judged")
-
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------- the trainings table
-
-
-def _connection(store: ResultStore):
-    con = store._con  # the store's own connection: one writer, one transaction per call
-    con.executescript(_TRAININGS_SCHEMA)
-    have = {r[1] for r in con.execute("PRAGMA table_info(trainings)")}
-    with con:  # a table of an earlier release: add the protocol columns (its rows were no-surfaces, one fold)
-        for name, decl in _ADDED_COLUMNS:
-            if name not in have:
-                con.execute(f"ALTER TABLE trainings ADD COLUMN {name} {decl}")
-    return con
-
-
-def put_training(store: ResultStore, row: dict[str, Any]) -> None:
-    """Insert or replace one training (``row``: the table's columns; JSON columns as objects)."""
-    con = _connection(store)
-    row = {k: (json.dumps(v, default=str) if k in JSON_COLUMNS and v is not None else v) for k, v in row.items()}
-    cols = ", ".join(row)
-    with con:
-        con.execute(f"INSERT OR REPLACE INTO trainings ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-
-
-def trainings(store: ResultStore, parse: bool = True) -> pd.DataFrame:
-    """Every recorded training (JSON columns parsed unless ``parse`` is False); an empty frame
-    for a store without trainings (the table is not created by reading)."""
-    exists = store._con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='trainings'").fetchone()
-    if not exists:
-        return pd.DataFrame(columns=["name", "fingerprint", "method", "mode", "foundation", "preset", "elements",
-                                     "data", "dataset", "curve", "seed", "include_surfaces", "n_train", "n_valid",
-                                     "n_test", "wall_s", "cpu_s", "peak_rss_mb", "n_parameters", "device", *JSON_COLUMNS,
-                                     "weights", "log", "config_hash", "created_at", "protocol", "fold", "size",
-                                     "converged", "state", "curve_elements"])
-    df = store.frame("SELECT * FROM trainings ORDER BY curve, n_train, created_at")
-    for name, default in (("protocol", "no-surfaces"), ("fold", "all"), ("judged", None), ("size", None),
-                          ("converged", None), ("state", None)):
-        if name not in df.columns:  # a store of an earlier release, opened read-only
-            df[name] = default
-    df["size"] = [str(n) if not isinstance(v, str) else v for v, n in zip(df["size"], df["n_train"])]
-    # a curve's elements: the union over its folds (a facet-cv fold trains one element)
-    union = {c: ",".join(sorted({e for v in g for e in str(v).split(",")})) for c, g in df.groupby("curve")["elements"]}
-    df["curve_elements"] = df["curve"].map(union)
-    if parse:
-        for c in JSON_COLUMNS:
-            df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
-    return df
-
-
-def get_training(store: ResultStore, name: str) -> dict[str, Any] | None:
-    """One recorded training by model name (JSON columns parsed), or None: one row read, not
-    the table (a facet-cv curve records a row per fold and size)."""
-    exists = store._con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='trainings'").fetchone()
-    if not exists:
-        return None
-    hit = store.frame("SELECT * FROM trainings WHERE name=?", (name,))
-    if hit.empty:
-        return None
-    row = hit.iloc[0].to_dict()
-    return {k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items()}
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- registry file
@@ -318,7 +216,7 @@ def evaluate_model(store: ResultStore, name: str, dataset: Dataset, test: Sequen
     another fingerprint that this model replaces (a fit continued from its checkpoint): both are
     kept, apart by fingerprint (the trainings table names the current one)."""
     from surfbench.evaluation.frames import evaluate_frames
-    from surfbench.evaluation.runner import run
+    from surfbench.execution.runner import run
     from surfbench.models import ModelLoadError, load_model
 
     try:

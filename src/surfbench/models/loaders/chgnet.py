@@ -11,12 +11,11 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_dir
+from surfbench.models.registry import wheel_checkpoints
 
-# Paths inside the chgnet package, as in chgnet.model.model.CHGNet.load
-_CHECKPOINTS = {
-    "0.3.0": "pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
-    "0.2.0": "pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
-}
+#: this backend as models.yaml names it; the variants and their files inside the chgnet wheel (as
+#: in chgnet.model.model.CHGNet.load) are the weights.path of its packaged entries
+BACKEND = f"{__name__}:ChgnetBackend"
 
 
 class ChgnetBackend(ModelBackend):
@@ -28,18 +27,27 @@ class ChgnetBackend(ModelBackend):
         if weights is None and w.get("source") == "local" and w.get("path"):
             weights = w["path"]
         super().__init__(spec, weights=weights, **kwargs)
-        if variant not in _CHECKPOINTS:
-            raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(_CHECKPOINTS)}")
+        known = wheel_checkpoints(BACKEND, "variant")
+        if variant not in known:
+            raise ModelLoadError(f"{spec.name}: unknown CHGNet variant {variant!r}; known: {list(known)}")
         self.variant = variant
 
     def weight_files(self) -> list[Path]:
         user = self.user_weights_file()
         if user is not None:
             return [user]
-        path = package_dir("chgnet", self.spec) / _CHECKPOINTS[self.variant]
+        path = package_dir("chgnet", self.spec).parent / self.checkpoint()
         if not path.is_file():
             raise ModelLoadError(f"{self.spec.name}: weight file {path} is missing from the chgnet package")
         return [path]
+
+    def checkpoint(self) -> str:
+        """The variant's file relative to site-packages: the entry's own ``weights.path`` (``source:
+        wheel``), else that of the packaged entry of the variant (models.yaml)."""
+        w = self.spec.weights or {}
+        if w.get("source") == "wheel" and w.get("path"):
+            return w["path"]
+        return wheel_checkpoints(BACKEND, "variant")[self.variant]
 
     def options(self) -> dict[str, Any]:
         return {"variant": self.variant}

@@ -23,19 +23,21 @@ from typing import Any
 
 from ase.calculators.calculator import Calculator
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_version
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
 from surfbench.models.weights import ENV_MODEL_DIR
+from surfbench.util import package_version
 
 
 @contextlib.contextmanager
-def _quiet_mace_load() -> Iterator[None]:
+def quiet_mace_load() -> Iterator[None]:
     """Keep mace's import/unpickle chatter off the log: TorchScript annotation warnings from
     e3nn's code generation and torch's notice that weights_only is off.
 
     Importing mace-torch sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the whole process
     (mace/__init__.py), so that torch >= 2.6 unpickles its whole-module .model files. It is left
     as mace sets it: unsetting it afterwards would break mace's own loaders (mace_mp(),
-    MACECalculator) for the rest of the process, since mace is imported only once.
+    MACECalculator) for the rest of the process, since mace is imported only once. The MACE
+    training driver (``surfbench.training.mace``) reads model files under it too.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
@@ -64,7 +66,7 @@ class MaceBackend(ModelBackend):
 
     def calculator(self) -> Calculator:
         (path,) = self.weight_files()
-        with _quiet_mace_load():
+        with quiet_mace_load():
             try:
                 from mace.calculators import MACECalculator
             except ImportError as exc:

@@ -64,7 +64,7 @@ class MatglBackend(ModelBackend):
 
     def calculator(self) -> Calculator:
         folder = self.folder()  # before importing matgl: a missing folder gives our error
-        with _hub_offline():
+        with hub_offline():
             return self._load(folder)
 
     def _load(self, folder: Path) -> Calculator:
@@ -105,12 +105,13 @@ class MatglBackend(ModelBackend):
 
 
 @contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
+def hub_offline() -> Iterator[None]:
     """``HF_HUB_OFFLINE=1`` while matgl is imported and loads (unless the user set it).
 
     matgl looks a model it cannot find locally up on the Hugging Face Hub and, offline,
     retries for about 46 s. The folder given is local and complete, so this only guards
-    against that; huggingface_hub reads the variable when it is first imported.
+    against that; huggingface_hub reads the variable when it is first imported. The matgl
+    training driver (``surfbench.training.matgl``) wraps its import and load in it too.
     """
     if "HF_HUB_OFFLINE" in os.environ:
         yield

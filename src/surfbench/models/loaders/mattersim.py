@@ -59,7 +59,8 @@ class MatterSimBackend(ModelBackend):
                 f"model {self.spec.name}: mattersim cannot load {path} ({type(exc).__name__}: {exc})"
             ) from exc
         if missing:
-            warnings.warn(f"model {self.spec.name}: {path} lacks {len(missing)} weights of the model: {missing[:5]}")
+            warnings.warn(f"model {self.spec.name}: {path} lacks {len(missing)} weights of the model: {missing[:5]}",
+                          stacklevel=2)
         model.eval()
         potential = Potential(model, device=self.device)
         return MatterSimCalculator(potential=potential, device=self.device)

@@ -56,8 +56,9 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 from ase.data import chemical_symbols
 
-from surfbench.models.base import Fingerprint, ModelBackend, ModelLoadError, ModelSpec, package_version
+from surfbench.models.base import Fingerprint, ModelBackend, ModelLoadError, ModelSpec
 from surfbench.models.weights import ENV_MODEL_DIR
+from surfbench.util import package_version
 
 #: the kinds of NequIP model file, and the file-name ending nequip's loaders dispatch on
 COMPILED = "aotinductor"

@@ -17,23 +17,22 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_dir
+from surfbench.models.registry import wheel_checkpoints
 
-# Paths inside the sevenn package, as in sevenn._const / sevenn.util.pretrained_name_to_path
-_CHECKPOINTS = {
-    "7net-0": "pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
-    "7net-0_22may2024": "pretrained_potentials/SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
-    "7net-l3i5": "pretrained_potentials/SevenNet_l3i5/checkpoint_l3i5.pth",
-    "7net-mf-0": "pretrained_potentials/SevenNet_MF_0/checkpoint_sevennet_mf_0.pth",
-}
+#: this backend as models.yaml names it; the models and their checkpoints inside the sevenn wheel
+#: (as in sevenn._const / sevenn.util.pretrained_name_to_path) are the weights.path of its
+#: packaged entries
+BACKEND = f"{__name__}:SevenNetBackend"
 # fidelities of the multi-fidelity checkpoint (its config's _modal_map)
 _MODALS = {"7net-mf-0": ("PBE", "R2SCAN")}
 
 
 @contextlib.contextmanager
-def _quiet_build() -> Iterator[None]:
+def quiet_build() -> Iterator[None]:
     """Silence the warnings every SevenNet import/build repeats (dozens of lines): torch's
     deprecation of torch.jit.script, TorchScript's notes on e3nn modules, and the advice to
-    install a tensor-product accelerator (cuEquivariance, FlashTP)."""
+    install a tensor-product accelerator (cuEquivariance, FlashTP). The SevenNet training driver
+    (``surfbench.training.sevenn``) builds under it too."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
         warnings.filterwarnings("ignore", message="The TorchScript type system")
@@ -57,9 +56,10 @@ class SevenNetBackend(ModelBackend):
         if weights is None and w.get("source") == "local" and w.get("path"):
             weights = w["path"]
         super().__init__(spec, weights=weights, **kwargs)
-        if model not in _CHECKPOINTS:
+        known = wheel_checkpoints(BACKEND, "model")
+        if model not in known:
             raise ModelLoadError(
-                f"{spec.name}: unknown SevenNet model {model!r}; shipped in the wheel: {list(_CHECKPOINTS)}"
+                f"{spec.name}: unknown SevenNet model {model!r}; shipped in the wheel: {list(known)}"
             )
         modals = _MODALS.get(model)
         if modals and modal not in modals and self.weights is None:
@@ -73,7 +73,7 @@ class SevenNetBackend(ModelBackend):
         user = self.user_weights_file()
         if user is not None:
             return [user]
-        path = package_dir("sevenn", self.spec) / _CHECKPOINTS[self.model]
+        path = package_dir("sevenn", self.spec).parent / self.checkpoint()
         if not path.is_file():
             raise ModelLoadError(
                 f"{self.spec.name}: checkpoint {path} is missing from the sevenn package "
@@ -81,13 +81,21 @@ class SevenNetBackend(ModelBackend):
             )
         return [path]
 
+    def checkpoint(self) -> str:
+        """The model's checkpoint relative to site-packages: the entry's own ``weights.path``
+        (``source: wheel``), else that of the packaged entry of the model (models.yaml)."""
+        w = self.spec.weights or {}
+        if w.get("source") == "wheel" and w.get("path"):
+            return w["path"]
+        return wheel_checkpoints(BACKEND, "model")[self.model]
+
     def options(self) -> dict[str, Any]:
         return {"model": self.model, "modal": self.modal}
 
     def calculator(self) -> Calculator:
         (checkpoint,) = self.weight_files()
         try:
-            with _quiet_build():
+            with quiet_build():
                 from sevenn.calculator import SevenNetCalculator
         except ImportError as exc:
             raise ModelLoadError(
@@ -95,7 +103,7 @@ class SevenNetBackend(ModelBackend):
             ) from exc
         # always build from the hashed file, so the fingerprint names what is evaluated
         try:
-            with _quiet_build():
+            with quiet_build():
                 return SevenNetCalculator(model=str(checkpoint), modal=self.modal, device=self.device)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"model {self.spec.name}: sevenn cannot load {checkpoint}: {exc}") from exc

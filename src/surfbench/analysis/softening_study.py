@@ -21,11 +21,11 @@ from surfbench.analysis.predictions import slab_predictions
 from surfbench.analysis.softening import frame_table, gamma_slopes, softening_slopes
 from surfbench.data.frames import Frame
 from surfbench.evaluation.frames import MLEARN_FRAMESET, evaluate_frames, frame_id
-from surfbench.evaluation.runner import run
-from surfbench.evaluation.store import ResultStore
+from surfbench.execution.runner import run
 from surfbench.models.base import LoadedModel
 from surfbench.models.correction import CorrectedModel, SofteningCorrection, fit_correction
 from surfbench.records import BulkRecord, Dataset
+from surfbench.store.results import ResultStore
 
 REF_PREFIX = "ref/"
 

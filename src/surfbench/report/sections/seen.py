@@ -5,27 +5,23 @@ apart from those they were fitted to, and every model compared on the slabs none
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from surfbench.analysis import seen
-from surfbench.report.physics_sections import Section
+from surfbench.report.markup import ci_text, html_table
+from surfbench.report.section import ReportContext, Section
 
 
-def _ci(v: float, lo: float, hi: float) -> str:
-    if not np.isfinite(v):
-        return "–"
-    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{v:.3f}"
-
-
-def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n_boot: int = 2000, seed: int = 0,
-                 ci: float = 0.95) -> Section:
-    pct = f"{100 * ci:.0f}%"
+def build(ctx: ReportContext) -> Section:
+    """The seen/unseen metrics of the models trained on some slabs, and every model on the slabs
+    none of them saw."""
+    slabs, n_boot, seed, ci, pct, table = ctx.slabs, ctx.n_boot, ctx.seed, ctx.ci, ctx.pct, html_table
     trained = seen.models_with_seen(slabs)
     if not trained:
-        return Section(body="<p>No model in this report was trained on any of these slabs, as far as their registry "
+        return Section(payload={"seen": {}},
+                       body="<p>No model in this report was trained on any of these slabs, as far as their registry "
                             "entries say (<code>trained_on</code>): every metric above is on surfaces new to the "
                             "model.</p>")
     from surfbench.analysis.comparable import comparability
@@ -42,14 +38,16 @@ def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n
         "model": summary["model"],
         "trained on": summary["trained_on"],
         "unseen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["unseen_n"], summary["n_unseen"])],
-        f"γ RMSE unseen, J/m² ({pct} CI)": [_ci(*r) for r in summary[["unseen_rmse", "unseen_rmse_lo", "unseen_rmse_hi"]].to_numpy()],
+        f"γ RMSE unseen, J/m² ({pct} CI)": [
+            ci_text(*r) for r in summary[["unseen_rmse", "unseen_rmse_lo", "unseen_rmse_hi"]].to_numpy()],
         f"γ mean signed error unseen, J/m² ({pct} CI)": [
-            _ci(*r) for r in summary[["unseen_mean_signed_error", "unseen_mean_signed_error_lo",
+            ci_text(*r) for r in summary[["unseen_mean_signed_error", "unseen_mean_signed_error_lo",
                                       "unseen_mean_signed_error_hi"]].to_numpy()],
         "seen slabs (γ ok)": [f"{n}/{t}" for n, t in zip(summary["seen_n"], summary["n_seen"])],
-        "γ RMSE seen, J/m²": [_ci(v, np.nan, np.nan) for v in summary["seen_rmse"]],
+        "γ RMSE seen, J/m²": [ci_text(v, np.nan, np.nan) for v in summary["seen_rmse"]],
     })
-    wide = common.assign(cell=[_ci(*r) for r in common[["gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi"]].to_numpy()])
+    wide = common.assign(cell=[ci_text(*r)
+                               for r in common[["gamma_rmse", "gamma_rmse_lo", "gamma_rmse_hi"]].to_numpy()])
     wide = wide.pivot(index="element", columns="model", values="cell")
     wide = wide.reindex([e for e in wide.index if e != "all"] + ["all"]).reset_index()
     body = (
@@ -66,4 +64,4 @@ def seen_section(slabs: pd.DataFrame, table: Callable[[pd.DataFrame], str], *, n
         + table(wide)
     )
     return Section(body=body, tables={"seen-unseen": summary, "unseen-by-all": common},
-                   payload={"models_with_seen_slabs": trained, "n_unseen_by_all": n_common})
+                   payload={"seen": {"models_with_seen_slabs": trained, "n_unseen_by_all": n_common}})

@@ -9,7 +9,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -20,8 +20,9 @@ from surfbench.analysis.reference_gamma import (
     reference_metrics,
     reference_predictions,
 )
-from surfbench.report.physics_sections import Section
-from surfbench.report.run_figures import FONT, GAMMA_UNIT, TEMPLATE
+from surfbench.report.markup import html_table
+from surfbench.report.section import ReportContext, Section
+from surfbench.report.style import FONT, GAMMA_UNIT, TEMPLATE
 
 
 def _with_ci(df: pd.DataFrame, stat: str) -> pd.Series:
@@ -46,7 +47,8 @@ def reference_parity(preds: pd.DataFrame, order: Sequence[str], colours: Mapping
         d = preds[(preds["model"] == m) & preds["gamma_pred_j_per_m2"].notna()]
         if d.empty:
             continue
-        for ref, column, symbol in (("PBE", "gamma_pbe_j_per_m2", "circle"), ("exp.", "gamma_exp_j_per_m2", "circle-open")):
+        for ref, column, symbol in (("PBE", "gamma_pbe_j_per_m2", "circle"),
+                                    ("exp.", "gamma_exp_j_per_m2", "circle-open")):
             fig.add_trace(go.Scatter(x=d[column], y=d["gamma_pred_j_per_m2"], mode="markers", name=f"{m} vs {ref}",
                                      marker=dict(symbol=symbol, color=colours.get(m), size=8), text=d["record_id"],
                                      hovertemplate="%{text}: " + ref + " %{x:.3f}, model %{y:.3f}"))
@@ -80,15 +82,16 @@ def reference_ptable(preds: pd.DataFrame, model: str) -> go.Figure:
     return fig
 
 
-def reference_section(store, runs: pd.DataFrame, labels: Mapping[str, str], order: Sequence[str],
-                      colours: Mapping[str, str], table: Callable[[pd.DataFrame], str], *, n_boot: int = 2000,
-                      seed: int = 0, ci: float = 0.95) -> Section:
-    """The section for the report's models (fingerprints in ``runs``) on every reference-value
+def build(ctx: ReportContext) -> Section:
+    """The section for the report's models (fingerprints in ``ctx.runs``) on every reference-value
     data set in the store."""
+    store, runs, labels, order, colours = ctx.store, ctx.runs, ctx.labels, ctx.order, ctx.colours
+    n_boot, seed, ci, table = ctx.n_boot, ctx.seed, ctx.ci, html_table
     frames = [store.reference_results(fingerprint=fp) for fp in runs["fingerprint"].unique()]
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if results.empty:
-        return Section(body="<p>No run of these models on a reference-value data set (e.g. <code>surfbench run "
+        return Section(payload={"reference": {}},
+                       body="<p>No run of these models on a reference-value data set (e.g. <code>surfbench run "
                             "--dataset mse21 --protocol model-built</code>).</p>")
     results["model"] = results["fingerprint"].map(labels)
     preds = reference_predictions(results)
@@ -97,7 +100,8 @@ def reference_section(store, runs: pd.DataFrame, labels: Mapping[str, str], orde
     pct = f"{100 * ci:.0f} %"
     shown = m.assign(**{"ok/total": m["n_ok"].astype(str) + "/" + m["n_total"].astype(str),
                         f"RMSE [{pct}]": _with_ci(m, "rmse"), f"MAE [{pct}]": _with_ci(m, "mae"),
-                        f"mean signed error [{pct}]": _with_ci(m, "mean_signed_error"), "PBE−exp. RMSE, same facets": m["floor_rmse"].round(3),
+                        f"mean signed error [{pct}]": _with_ci(m, "mean_signed_error"),
+                        "PBE−exp. RMSE, same facets": m["floor_rmse"].round(3),
                         "wall s": m["wall_s"].round(1)})
     columns = ["dataset", "model", "protocol", "crystal", "reference", "ok/total", f"RMSE [{pct}]", f"MAE [{pct}]",
                f"mean signed error [{pct}]", "PBE−exp. RMSE, same facets", "wall s"]
@@ -121,5 +125,5 @@ def reference_section(store, runs: pd.DataFrame, labels: Mapping[str, str], orde
                         f"{html.escape(mo)}: γ − γ<sub>PBE</sub> per element (blue: too low, red: too high)."))
     return Section(body=body, figures=figures,
                    tables={"reference-metrics": m, "reference-floor": gap, "reference-failures": bad},
-                   payload={"metrics": json.loads(m.to_json(orient="records")),  # NaN -> null
-                            "floor": json.loads(gap.to_json(orient="records"))})
+                   payload={"reference": {"metrics": json.loads(m.to_json(orient="records")),  # NaN -> null
+                                          "floor": json.loads(gap.to_json(orient="records"))}})

@@ -14,16 +14,16 @@ kept, left out of what is reported, and listed in :attr:`RunSummary.updated` too
 from __future__ import annotations
 
 import hashlib
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from surfbench.evaluation.protocols import UNSUPPORTED_ELEMENT, Outcome, Protocol, get_protocol
-from surfbench.evaluation.store import ResultStore
-from surfbench.execution.model_info import count_parameters
-from surfbench.models.base import LoadedModel, package_version
+from surfbench.evaluation.protocols import UNSUPPORTED_ELEMENT, Outcome, Protocol
+from surfbench.evaluation.registry import get_protocol
+from surfbench.models.base import LoadedModel
+from surfbench.models.model_info import model_details
 from surfbench.records import BulkRecord, Dataset, SurfaceRecord
+from surfbench.store.results import ResultStore
 
 if TYPE_CHECKING:
     from surfbench.execution.executors import Executor
@@ -44,21 +44,6 @@ class RunSummary:
     failure_kinds: dict[str, int] = field(default_factory=dict)
     #: one line per stored record whose labels changed, e.g. "record Cu/111: dft energy changed -> updated"
     updated: list[str] = field(default_factory=list)
-
-
-def model_details(model: LoadedModel, calculator: object | None = None) -> dict:
-    spec = model.spec
-    details = {
-        "family": spec.family, "package": spec.package, "device": model.device,
-        "nominal_parameters": spec.parameters, "training_set": spec.training_set,
-        "python": platform.python_version(), "torch": package_version("torch"),
-        "ase": package_version("ase"),
-        # the evaluated records the model saw in training (analysis/seen.py)
-        "trained_on": spec.trained_on,
-    }
-    if calculator is not None:
-        details["parameters"] = count_parameters(calculator)
-    return details
 
 
 def result_hash(record: BulkRecord | SurfaceRecord, dataset: Dataset, needs_bulk: bool = False) -> str:

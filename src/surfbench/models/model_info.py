@@ -1,13 +1,20 @@
-"""Facts about a built calculator, and the threads of this process's numerical libraries
-(light: no pandas, and torch is never imported here, so that worker and guard processes, and
-runs of models that do not use torch, start fast)."""
+"""Facts about a loaded model and its built calculator (stored with its results), and the threads
+of this process's numerical libraries (light: no pandas, and torch is never imported here, so
+that worker and guard processes, and runs of models that do not use torch, start fast)."""
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["THREAD_ENV", "cap_threads", "count_parameters", "passive_openmp", "threads_in_use"]
+from surfbench.util import package_version
+
+if TYPE_CHECKING:
+    from surfbench.models.base import LoadedModel
+
+__all__ = ["THREAD_ENV", "cap_threads", "count_parameters", "model_details", "passive_openmp", "threads_in_use"]
 
 #: environment variables read by OpenMP, MKL and OpenBLAS when they are loaded (after a cap:
 #: libraries loaded later and child processes start with it)
@@ -29,6 +36,24 @@ def count_parameters(calculator: object) -> int | None:
             except Exception:  # not a torch module after all
                 return None
     return None
+
+
+def model_details(model: LoadedModel, calculator: object | None = None) -> dict:
+    """What the store records about a model besides its fingerprint: family, package, device,
+    nominal parameters, training set, the Python, torch and ASE versions, the evaluated records
+    it saw in training and, given its built ``calculator``, its trainable parameters."""
+    spec = model.spec
+    details = {
+        "family": spec.family, "package": spec.package, "device": model.device,
+        "nominal_parameters": spec.parameters, "training_set": spec.training_set,
+        "python": platform.python_version(), "torch": package_version("torch"),
+        "ase": package_version("ase"),
+        # the evaluated records the model saw in training (analysis/seen.py)
+        "trained_on": spec.trained_on,
+    }
+    if calculator is not None:
+        details["parameters"] = count_parameters(calculator)
+    return details
 
 
 def passive_openmp() -> bool:
