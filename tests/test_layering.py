@@ -2,8 +2,8 @@
 top, inside functions and under ``if TYPE_CHECKING:`` alike (an import inside a function is a
 dependency all the same, only a later one).
 
-A package is a direct subfolder of src/surfbench; a top-level module (api.py, names.py,
-records.py, units.py, util.py) is one of its own. The root ``surfbench/__init__.py`` is the
+A package is a direct subfolder of src/surfbench (api/, cli/, models/, ...); a top-level module
+(names.py, records.py, units.py, util.py) is one of its own. The root ``surfbench/__init__.py`` is the
 distribution's version and a lazy facade for the API: ``import surfbench`` and
 ``from surfbench import __version__`` are no dependency on a layer (any other name imported from
 it is, on the top one). Imports by name in strings (``importlib.import_module`` of a registry
@@ -149,7 +149,7 @@ def test_the_import_parser_sees_every_kind_of_import():
     assert len(edges) > 100
     seen = {(src, dst) for src, dst, _ in edges}
     assert ("execution", "models") in seen  # execution/tasks.py, at the top
-    assert ("api", "store") in seen  # api.py, inside functions only
+    assert ("api", "store") in seen  # api/, inside functions only
     assert ("cli", "evaluation") in seen
 
 

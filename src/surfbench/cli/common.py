@@ -52,6 +52,22 @@ console = Console()
 err = Console(stderr=True)
 
 
+def progress_bar(*, eta: bool = True):
+    """The commands' progress bar on :data:`console`: description, bar, done/total, elapsed
+    and (with ``eta``) the estimated time left; its lines stay after it ends."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, *([TimeRemainingColumn()] if eta else []), console=console, transient=False)
+
+
 def fit_to_terminal(c: Console) -> None:
     """Make ``c`` as wide as the terminal, or 160 columns when its output is not a terminal
     (logs, pipes) so that tables do not wrap; $COLUMNS wins. Done at the start of every command

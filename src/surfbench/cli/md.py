@@ -42,17 +42,9 @@ def md_command(
     (stable, exploded, too_close, desorbed, melted, calculator_error); results go to the store."""
     from dataclasses import replace
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
     from rich.table import Table
 
-    from surfbench.cli.common import console, fail, load_dataset, model_kwargs_option
+    from surfbench.cli.common import console, fail, load_dataset, model_kwargs_option, progress_bar
     from surfbench.dynamics.md import MDInputError
     from surfbench.dynamics.presets import MDSettingsError, get_preset
     from surfbench.dynamics.runner import run_checks
@@ -94,9 +86,7 @@ def md_command(
             settings.temperature_for(c.record.element)
         console.print(f"{preset}: {settings.thermostat}, {settings.steps} steps of {settings.timestep_fs} fs "
                       f"({settings.duration_ps:g} ps), seed {settings.seed}")
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as bar:
+        with progress_bar() as bar:
             task = {"id": None}
 
             def on_start(record_id: str, element: str, temp: float, total: int) -> None:

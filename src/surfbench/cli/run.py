@@ -20,6 +20,7 @@ from surfbench.cli.common import (
     load_dataset,
     model_kwargs_option,
     model_names,
+    progress_bar,
     subset_option,
 )
 from surfbench.evaluation.registry import protocols_help
@@ -118,7 +119,7 @@ def run(
         executor.close()
     ids = {r.id for r in [*ds.bulks.values(), *ds.surfaces]}
     if len(names) == 1:
-        _report_single(store, ds, done[0], protocol, ids)
+        _report_single(store, ds, done[0], proto, ids)
     else:
         _report_several(store, ds, done, failed, ids, subset)
     store.close()
@@ -147,21 +148,11 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
               keep_both_fingerprints):
     """Load one model and evaluate it on ``ds`` under its own progress bar; returns its run
     summary with the lines of every record whose labels changed (``summary.updated``)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from surfbench.execution.run_command import run_protocol
     from surfbench.models import load_model
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     lm = load_model(name, device=device, kwargs=kwargs, dtype=dtype, weights=weights)
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"{name} on {ds.name} ({protocol})", total=None)
         current = [protocol]  # the protocol running now (a relaxed run does the static one first)
 
@@ -193,8 +184,9 @@ def _evaluate(name: str, ds, store, executor, *, device, kwargs, dtype, weights,
     return summary
 
 
-def _report_single(store, ds, summary, protocol: str, ids: set[str]) -> None:
-    """What ``run`` prints for one model: its counts, metrics and (relaxed) the relaxation split."""
+def _report_single(store, ds, summary, proto, ids: set[str]) -> None:
+    """What ``run`` prints for one model: its counts, metrics and, for a protocol that runs the
+    static one first (``needs_first``: relaxed), the split of its error into static and relaxation."""
     from rich.markup import escape
 
     for line in summary.updated:
@@ -211,12 +203,12 @@ def _report_single(store, ds, summary, protocol: str, ids: set[str]) -> None:
         render_reference(console, reference_predictions(reference[reference["record_id"].isin(ids)]))
     else:
         _render(store, ds.name, summary.fingerprint, summary.protocol, ids)
-    if summary.protocol != "static" and protocol == "relaxed":
+    if "static" in proto.needs_first:
         from surfbench.analysis.relaxation import relaxation_split
         from surfbench.report.console import render_relaxation_split
 
-        def part(proto: str):
-            res = store.results(ds.name, summary.fingerprint, proto)
+        def part(key: str):
+            res = store.results(ds.name, summary.fingerprint, key)
             return res[res["record_id"].isin(ids)]
 
         render_relaxation_split(console, relaxation_split(part("static"), part(summary.protocol)))

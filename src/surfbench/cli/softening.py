@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from surfbench.cli.common import DataDirOpt, WorkdirOpt, app, console, err, fail, load_dataset
+from surfbench.cli.common import DataDirOpt, WorkdirOpt, app, console, err, fail, load_dataset, progress_bar
 
 
 @app.command()
@@ -64,8 +63,7 @@ def softening(
         models = [load_model(m, device=device) for m in model]
     except ModelLoadError as exc:
         fail(str(exc))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with ResultStore(workdir) as store, Progress(*columns, console=console) as bar:
+    with ResultStore(workdir) as store, progress_bar(eta=False) as bar:
         tasks = {m.name: bar.add_task(f"{m.name}: frames", total=len(frames) + len(ds.bulks)) for m in models}
         try:
             res = softening_study(ds, frames, models, store, n_fit_frames=fit_frames, seed=seed, per_element=per_element,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib.util import find_spec
@@ -125,6 +127,16 @@ class ModelBackend(ABC):
         if kwargs:
             raise ModelLoadError(f"model {spec.name}: unknown options {sorted(kwargs)} for {type(self).__name__}")
 
+    @contextmanager
+    def package_needed(self, package: str, hint: str | None = None) -> Iterator[None]:
+        """Imports inside this block that fail raise :class:`ModelLoadError`: the model needs
+        ``package``, installed with ``hint`` (default: the pip command of the entry's range)."""
+        try:
+            yield
+        except ImportError as exc:
+            raise ModelLoadError(f"model {self.spec.name} needs the {package!r} package ({exc}); "
+                                 + (hint or f"install it with: {self.spec.install_hint}")) from exc
+
     @abstractmethod
     def weight_files(self) -> list[Path]:
         """Files holding the parameters (raise ModelLoadError when unavailable)."""
@@ -202,3 +214,20 @@ class LoadedModel:
         from surfbench.models.wrapper import PeriodicCalculator
 
         return PeriodicCalculator(self.backend.calculator(), stress_factor=self.backend.stress_factor)
+
+
+def owned_results(res: dict[str, Any]) -> dict[str, Any]:
+    """An inner calculator's results as this calculator's own: ``energy`` and ``free_energy``
+    (eV, both the energy), per-atom ``energies`` (eV), ``forces`` (eV/Angstrom) and, where the
+    inner one computed it, ``stress`` (eV/Angstrom^3), copied into new float arrays."""
+    import numpy as np
+
+    out = {
+        "energy": float(res["energy"]),
+        "free_energy": float(res["energy"]),
+        "energies": np.array(res["energies"], dtype=float),
+        "forces": np.array(res["forces"], dtype=float),
+    }
+    if "stress" in res:
+        out["stress"] = np.array(res["stress"], dtype=float)
+    return out

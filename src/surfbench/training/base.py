@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,20 @@ def registry_facts(model: str, *fields: str) -> dict[str, Any]:
 
     entry = packaged_entry(model)
     return {f: entry[f] for f in fields}
+
+
+@contextmanager
+def package_needed(method: str, package: str, what: str = "") -> Iterator[None]:
+    """Imports inside this block that fail raise :class:`TrainingError`: ``method`` needs
+    ``package`` (``what`` says which release, e.g. ``matgl >= 4.1``), with the pip command of
+    the range models.yaml declares."""
+    from surfbench.models.registry import requirement
+
+    try:
+        yield
+    except ImportError as exc:
+        raise TrainingError(f"{method} needs {what or f'the {package!r} package'} ({exc}); "
+                            f"pip install torch==2.13.0 '{requirement(package)}'") from exc
 
 
 def check_name(job: TrainJob) -> None:

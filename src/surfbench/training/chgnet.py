@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.models.registry import requirement
 from surfbench.training.base import (
     FINETUNE,
     RUNNING,
@@ -63,11 +62,10 @@ from surfbench.training.base import (
     TrainingError,
     TrainJob,
     check_job,
-    registry_facts,
+    package_needed,
 )
-from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
+from surfbench.training.epochs import RESUME_IGNORED, EpochRun, epoch_result, resume_key, trained_entry
 from surfbench.training.io import has_stress
-from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "chgnet-0.3.0"
 
@@ -160,34 +158,20 @@ class ChgnetTrainer(Trainer):
         trainer.save(str(out))
         n_parameters = int(sum(p.numel() for p in model.parameters()))
         (work / "history.json").write_text(json.dumps(history, indent=1))
-        entry = {
-            "name": job.name,
-            **registry_facts(DEFAULT_FOUNDATION, "family", "backend", "package", "version"),
-            "weights": {"source": "local", "path": str(out.resolve())},
-            "parameters": n_parameters,
-            "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
-            "training_set_size": f"{len(job.train)} structures",
-            "licence": "BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
-            **registry_facts(DEFAULT_FOUNDATION, "citation"),
-            "note": registry_note(st, f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} "
-                                      f"({foundation_file.name}) with surfbench train (seed {job.seed}, preset "
-                                      f"{s.get('preset', '-')}, targets {'efs' if use_stress else 'ef'}, no magmom loss: "
-                                      "the frames have no magnetic moments)"),
-        }
-        return TrainedModel(weights_path=out, registry_entry=entry, n_parameters=n_parameters,
-                            wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
-                            peak_rss_mb=peak_rss_self_mb(), log_path=log_path,
-                            history=history, converged=FINISHED[st.state], state=st.state)
+        entry = trained_entry(
+            job, st, DEFAULT_FOUNDATION, {"path": str(out.resolve())}, n_parameters,
+            licence="BSD-3-Clause (chgnet code and foundation weights); fine-tuned locally by surfbench",
+            what=(f"CHGNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} ({foundation_file.name}) with "
+                  f"surfbench train (seed {job.seed}, preset {s.get('preset', '-')}, targets "
+                  f"{'efs' if use_stress else 'ef'}, no magmom loss: the frames have no magnetic moments)"))
+        return epoch_result(st, out, entry, n_parameters, cpu_start=cpu_start, log_path=log_path, history=history)
 
     def _fit(self, job: TrainJob, s: dict[str, Any], work: Path):
-        try:
+        with package_needed("chgnet", "chgnet"):
             import torch
             from chgnet.data.dataset import StructureData, collate_graphs
             from chgnet.trainer import Trainer as ChgnetLoop
             from torch.utils.data import DataLoader
-        except ImportError as exc:
-            raise TrainingError(f"chgnet needs the 'chgnet' package ({exc}); "
-                                f"pip install torch==2.13.0 '{requirement('chgnet')}'") from exc
 
         if s.get("threads"):
             torch.set_num_threads(int(s["threads"]))

@@ -37,7 +37,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from surfbench.training.base import BUDGET_STOPPED, CONVERGED, EPOCH_CAP, KILLED, RUNNING, TrainingError
+from surfbench.training.base import (
+    BUDGET_STOPPED,
+    CONVERGED,
+    EPOCH_CAP,
+    KILLED,
+    RUNNING,
+    TrainedModel,
+    TrainingError,
+    TrainJob,
+    registry_facts,
+)
+from surfbench.training.resources import peak_rss_self_mb
 
 #: the states a finished run can have, and whether each is converged
 FINISHED = {CONVERGED: True, EPOCH_CAP: False, BUDGET_STOPPED: False}
@@ -226,6 +237,35 @@ def registry_note(st: LoopState, what: str) -> str:
     if st.converged:
         return f"{what}; {ended}: {st.reason}"
     return f"NOT CONVERGED ({st.state}: {st.reason}); {what}; {ended}"
+
+
+def trained_entry(job: TrainJob, st: LoopState, like: str, weights: dict[str, Any], n_parameters: int, *,
+                  licence: str, what: str, citation: str | None = None) -> dict[str, Any]:
+    """The registry entry of a deep model trained by ``job`` from (or in the form of) the
+    packaged models.yaml entry ``like``: ``like``'s family, backend, package range and version,
+    the local ``weights`` (path, files), the parameter count, the training set, ``licence``, the
+    citation (``like``'s unless given) and the note: how it was trained (``what``) and how the
+    training ended (:func:`registry_note`)."""
+    return {
+        "name": job.name,
+        **registry_facts(like, "family", "backend", "package", "version"),
+        "weights": {"source": "local", **weights},
+        "parameters": int(n_parameters),
+        "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
+        "training_set_size": f"{len(job.train)} structures",
+        "licence": licence,
+        "citation": citation or registry_facts(like, "citation")["citation"],
+        "note": registry_note(st, what),
+    }
+
+
+def epoch_result(st: LoopState, weights_path: Path, entry: dict[str, Any], n_parameters: int, *,
+                 cpu_start: float, log_path: Path, history: list[dict[str, Any]]) -> TrainedModel:
+    """The :class:`TrainedModel` of an epoch loop that ended in ``st`` (wall time summed over its
+    sessions; CPU time since ``cpu_start``, a :func:`time.process_time`; this process's peak RSS)."""
+    return TrainedModel(weights_path=weights_path, registry_entry=entry, n_parameters=n_parameters,
+                        wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start, peak_rss_mb=peak_rss_self_mb(),
+                        log_path=log_path, history=history, converged=FINISHED[st.state], state=st.state)
 
 
 # ---------------------------------------------------------------------------- RNG states

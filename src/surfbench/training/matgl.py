@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 
 from surfbench.data.frames import Frame
-from surfbench.models.registry import requirement
 from surfbench.training.base import (
     FINETUNE,
     RUNNING,
@@ -64,11 +63,10 @@ from surfbench.training.base import (
     TrainingError,
     TrainJob,
     check_job,
-    registry_facts,
+    package_needed,
 )
-from surfbench.training.epochs import FINISHED, RESUME_IGNORED, EpochRun, registry_note, resume_key
+from surfbench.training.epochs import RESUME_IGNORED, EpochRun, LoopState, epoch_result, resume_key, trained_entry
 from surfbench.training.io import has_stress
-from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "m3gnet-mp-2021.2.8-pes"
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
@@ -134,22 +132,17 @@ def foundation_folder(foundation: str | None) -> Path:
         raise TrainingError(f"m3gnet: foundation {foundation!r}: {exc}") from exc
 
 
-def registry_entry(job: TrainJob, folder: Path, n_parameters: int, settings: dict[str, Any]) -> dict[str, Any]:
+def registry_entry(job: TrainJob, st: LoopState, folder: Path, n_parameters: int,
+                   settings: dict[str, Any]) -> dict[str, Any]:
     finetuned = job.mode == FINETUNE
     origin = f"fine-tuned from {job.foundation or DEFAULT_FOUNDATION}" if finetuned else "trained from scratch"
-    entry: dict[str, Any] = {
-        "name": job.name,
-        **registry_facts(DEFAULT_FOUNDATION, "family", "backend", "package", "version"),
-        "weights": {"source": "local", "path": str(folder.resolve()), "files": list(MODEL_FILES)},
-        "parameters": int(n_parameters),
-        "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
-        "training_set_size": f"{len(job.train)} structures",
-        "licence": "BSD-3-Clause (matgl code); weights trained locally by surfbench"
-                   + (" from BSD-3-Clause foundation weights" if finetuned else ""),
-        "citation": "Chen & Ong, Nat. Comput. Sci. 2, 718 (2022) (M3GNet); matgl 4.x",
-        "note": (f"M3GNet {origin} with surfbench train (seed {job.seed}, preset {settings.get('preset', '-')}, "
-                 f"{settings['epochs']} epochs max, stress {'used' if settings['use_stress'] else 'not used'})"),
-    }
+    entry = trained_entry(
+        job, st, DEFAULT_FOUNDATION, {"path": str(folder.resolve()), "files": list(MODEL_FILES)}, n_parameters,
+        licence="BSD-3-Clause (matgl code); weights trained locally by surfbench"
+                + (" from BSD-3-Clause foundation weights" if finetuned else ""),
+        citation="Chen & Ong, Nat. Comput. Sci. 2, 718 (2022) (M3GNet); matgl 4.x",
+        what=(f"M3GNet {origin} with surfbench train (seed {job.seed}, preset {settings.get('preset', '-')}, "
+              f"{settings['epochs']} epochs max, stress {'used' if settings['use_stress'] else 'not used'})"))
     if not finetuned:
         entry["elements"] = list(job.elements)
     return entry
@@ -182,17 +175,11 @@ class M3gnetTrainer(Trainer):
         n_parameters = int(sum(p.numel() for p in lit.model.parameters()))
         log_path = work / "history.json"
         log_path.write_text(json.dumps(history, indent=1))
-        entry = registry_entry(job, out, n_parameters, s)
-        entry["note"] = registry_note(st, entry["note"])
-        return TrainedModel(
-            weights_path=out, registry_entry=entry, n_parameters=n_parameters,
-            wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
-            peak_rss_mb=peak_rss_self_mb(), log_path=log_path, history=history,
-            converged=FINISHED[st.state], state=st.state,
-        )
+        entry = registry_entry(job, st, out, n_parameters, s)
+        return epoch_result(st, out, entry, n_parameters, cpu_start=cpu_start, log_path=log_path, history=history)
 
     def _fit(self, job: TrainJob, s: dict[str, Any], folder: Path | None, work: Path):
-        try:
+        with package_needed("m3gnet", "matgl", "matgl >= 4.1"):
             import lightning as pl
             import matgl
             import torch
@@ -200,9 +187,6 @@ class M3gnetTrainer(Trainer):
             from matgl.ext.pymatgen import Structure2Graph
             from matgl.graph.data import MGLDataLoader, MGLDataset
             from matgl.utils.training import PotentialLightningModule
-        except ImportError as exc:
-            raise TrainingError(f"m3gnet needs matgl >= 4.1 ({exc}); "
-                                f"pip install torch==2.13.0 '{requirement('matgl')}'") from exc
 
         if s.get("threads"):
             torch.set_num_threads(int(s["threads"]))

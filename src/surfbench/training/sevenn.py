@@ -59,7 +59,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from surfbench.models.registry import requirement
 from surfbench.training.base import (
     FINETUNE,
     RUNNING,
@@ -68,11 +67,10 @@ from surfbench.training.base import (
     TrainingError,
     TrainJob,
     check_job,
-    registry_facts,
+    package_needed,
 )
-from surfbench.training.epochs import FINISHED, EpochRun, LoopState, registry_note, resume_key
+from surfbench.training.epochs import EpochRun, LoopState, epoch_result, resume_key, trained_entry
 from surfbench.training.io import has_stress, write_extxyz
-from surfbench.training.resources import peak_rss_self_mb
 
 DEFAULT_FOUNDATION = "7net-0"
 #: the registry entry of the default foundation (family, backend, package, version, citation of a fine-tuned model)
@@ -198,30 +196,20 @@ class SevennetTrainer(Trainer):
         if not best.is_file():
             raise TrainingError(f"sevennet ({job.name}): no checkpoint was written; log {work / 'log.sevenn'}")
         (work / "history.json").write_text(json.dumps(history, indent=1))
-        entry = {
-            "name": job.name,
-            **registry_facts(FOUNDATION_ENTRY, "family", "backend", "package", "version"),
-            "weights": {"source": "local", "path": str(best.resolve())},
-            "parameters": n_parameters,
-            "training_set": f"{len(job.train)} training + {len(job.valid)} validation frames of {'-'.join(job.elements)}",
-            "training_set_size": f"{len(job.train)} structures",
-            "licence": "MIT (sevenn >= 0.12 code and SevenNet-0 weights); fine-tuned locally by surfbench",
-            **registry_facts(FOUNDATION_ENTRY, "citation"),
-            "note": registry_note(st, f"SevenNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} with surfbench "
-                                      f"train (seed {job.seed}, preset {s.get('preset', '-')}, stress "
-                                      f"{'used' if use_stress else 'not used'})"),
-        }
-        return TrainedModel(weights_path=best, registry_entry=entry, n_parameters=n_parameters,
-                            wall_s=st.wall_s, cpu_s=time.process_time() - cpu_start,
-                            peak_rss_mb=peak_rss_self_mb(),
-                            log_path=work / "log.sevenn", history=history, converged=FINISHED[st.state], state=st.state)
+        entry = trained_entry(
+            job, st, FOUNDATION_ENTRY, {"path": str(best.resolve())}, n_parameters,
+            licence="MIT (sevenn >= 0.12 code and SevenNet-0 weights); fine-tuned locally by surfbench",
+            what=(f"SevenNet fine-tuned from {job.foundation or DEFAULT_FOUNDATION} with surfbench train (seed "
+                  f"{job.seed}, preset {s.get('preset', '-')}, stress {'used' if use_stress else 'not used'})"))
+        return epoch_result(st, best, entry, n_parameters, cpu_start=cpu_start, log_path=work / "log.sevenn",
+                            history=history)
 
     def _fit(self, job: TrainJob, s: dict[str, Any], input_yaml: Path, work: Path) -> tuple[list[dict], int, LoopState]:
         from surfbench.models.loaders.sevenn import quiet_build
 
         with quiet_build(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Unexpected .* keys")
-            try:
+            with package_needed("sevennet", "sevenn"):
                 import sevenn._keys as KEY
                 import sevenn.train.graph_dataset as graph_dataset
                 import torch
@@ -233,9 +221,6 @@ class SevennetTrainer(Trainer):
                 from sevenn.scripts.processing_continue import processing_continue_v2
                 from sevenn.scripts.train import loader_from_config
                 from sevenn.train.trainer import Trainer as SevennLoop
-            except ImportError as exc:
-                raise TrainingError(f"sevennet needs the 'sevenn' package ({exc}); "
-                                    f"pip install torch==2.13.0 '{requirement('sevenn')}'") from exc
 
             if s.get("threads"):
                 torch.set_num_threads(int(s["threads"]))

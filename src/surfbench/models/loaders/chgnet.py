@@ -53,13 +53,9 @@ class ChgnetBackend(ModelBackend):
         return {"variant": self.variant}
 
     def calculator(self) -> Calculator:
-        try:
+        with self.package_needed("chgnet"):
             from chgnet.model import CHGNet
             from chgnet.model.dynamics import CHGNetCalculator
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'chgnet' package ({exc}); install it with: {self.spec.install_hint}"
-            ) from exc
         # chgnet prints its device and parameter count; keep the console for progress
         with contextlib.redirect_stdout(io.StringIO()):
             if self.weights is not None:

@@ -50,11 +50,10 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.data import chemical_symbols
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, package_dir
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, owned_results, package_dir
 
 #: the MPI library the wheel's liblammps.so is linked against
 MPI_LIBRARY = "libmpi.so.12"
@@ -170,14 +169,7 @@ class LammpsCalculator(Calculator):
         except Exception:
             self.reset_lammps()
             raise
-        res = lib.results
-        self.results = {
-            "energy": float(res["energy"]),
-            "free_energy": float(res["energy"]),
-            "energies": np.array(res["energies"], dtype=float),
-            "forces": np.array(res["forces"], dtype=float),
-            "stress": np.array(res["stress"], dtype=float),
-        }
+        self.results = owned_results(lib.results)
 
 
 class ElementwiseCalculator(Calculator):

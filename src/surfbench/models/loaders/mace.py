@@ -67,13 +67,8 @@ class MaceBackend(ModelBackend):
     def calculator(self) -> Calculator:
         (path,) = self.weight_files()
         with quiet_mace_load():
-            try:
+            with self.package_needed("mace-torch"):
                 from mace.calculators import MACECalculator
-            except ImportError as exc:
-                raise ModelLoadError(
-                    f"model {self.spec.name} needs the 'mace-torch' package ({exc}); "
-                    f"install it with: {self.spec.install_hint}"
-                ) from exc
             try:
                 # a one-element list, not a string: a string is passed through glob(), and a
                 # path holding [ ] * ? would then match nothing or another file

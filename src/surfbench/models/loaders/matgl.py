@@ -68,14 +68,10 @@ class MatglBackend(ModelBackend):
             return self._load(folder)
 
     def _load(self, folder: Path) -> Calculator:
-        try:
+        with self.package_needed("matgl"):
             import matgl
             import torch
             from matgl.ext.ase import PESCalculator
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'matgl' package ({exc}); install it with: {self.spec.install_hint}"
-            ) from exc
         major = str(getattr(matgl, "__version__", "0")).split(".")[0]
         if major.isdigit() and int(major) < 4:
             raise ModelLoadError(

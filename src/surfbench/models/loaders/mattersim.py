@@ -30,18 +30,12 @@ class MatterSimBackend(ModelBackend):
 
     def calculator(self) -> Calculator:
         (path,) = self.weight_files()
-        try:
-            with warnings.catch_warnings():
-                # torch's deprecation of torch.jit.script, once per scripted function
-                warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
-                import torch
-                from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
-                from mattersim.forcefield.potential import MatterSimCalculator, Potential
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'mattersim' package ({exc}); "
-                f"install it with: {self.spec.install_hint}"
-            ) from exc
+        with self.package_needed("mattersim"), warnings.catch_warnings():
+            # torch's deprecation of torch.jit.script, once per scripted function
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+            import torch
+            from mattersim.forcefield.m3gnet.m3gnet import M3Gnet
+            from mattersim.forcefield.potential import MatterSimCalculator, Potential
         # What Potential.from_checkpoint(path, load_training_state=False) does, minus its side
         # effects: it creates ~/.local/mattersim/pretrained_models even for a local file (and
         # fails where the home folder is read-only) and would download for mattersim's own

@@ -56,7 +56,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import atomic_numbers, chemical_symbols
 
-from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec
+from surfbench.models.base import ModelBackend, ModelLoadError, ModelSpec, owned_results
 
 #: motep calculators kept, one per number of atoms (least recently used dropped first)
 MAX_CACHED_CALCULATORS = 16
@@ -200,16 +200,8 @@ class MtpCalculator(Calculator):
             )
         inner = self._motep_calculator(len(self.atoms))
         inner.calculate(self.atoms, list(properties), all_changes)
-        res = inner.results
-        self.results = {
-            "energy": float(res["energy"]),
-            "free_energy": float(res["energy"]),
-            "energies": np.array(res["energies"], dtype=float),
-            "forces": np.array(res["forces"], dtype=float),
-        }
-        if "stress" in res:
-            self.results["stress"] = np.array(res["stress"], dtype=float)
-        elif "stress" in properties:
+        self.results = owned_results(inner.results)
+        if "stress" in properties and "stress" not in self.results:
             raise PropertyNotImplementedError("MTP stress needs a cell with three lattice vectors")
 
 
@@ -312,14 +304,9 @@ class MtpBackend(ModelBackend):
     def calculator(self) -> Calculator:
         (path,) = self.weight_files()
         smap = self._species_map
-        try:
+        with self.package_needed("motep"):
             from motep.io.mlip.mtp import read_mtp
             from motep.potentials.mmtp.data import MagMTPData
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'motep' package ({exc}); install it with: "
-                f"{self.spec.install_hint}"
-            ) from exc
         try:
             text = normalise_mtp_text(path.read_text(encoding="utf-8"))
             with tempfile.TemporaryDirectory(prefix="surfbench-mtp-") as tmp:

@@ -308,12 +308,8 @@ class NequipBackend(ModelBackend):
     def _build(self, species_map: dict[str, str] | bool = True) -> Calculator:
         kind = self.file_format
         with _quiet_nequip():
-            try:
+            with self.package_needed("nequip", _ENV_HINT):
                 from nequip.integrations.ase import NequIPCalculator
-            except ImportError as exc:
-                raise ModelLoadError(
-                    f"model {self.spec.name} needs the 'nequip' package ({exc}); {_ENV_HINT}"
-                ) from exc
             try:
                 if kind == COMPILED:
                     return NequIPCalculator.from_compiled_model(

@@ -94,13 +94,8 @@ class SevenNetBackend(ModelBackend):
 
     def calculator(self) -> Calculator:
         (checkpoint,) = self.weight_files()
-        try:
-            with quiet_build():
-                from sevenn.calculator import SevenNetCalculator
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name} needs the 'sevenn' package ({exc}); install it with: {self.spec.install_hint}"
-            ) from exc
+        with self.package_needed("sevenn"), quiet_build():
+            from sevenn.calculator import SevenNetCalculator
         # always build from the hashed file, so the fingerprint names what is evaluated
         try:
             with quiet_build():
