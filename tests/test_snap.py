@@ -200,3 +200,58 @@ def test_a_fitted_qsnap_runs_in_every_protocol_and_in_md(data_dir, tmp_path):
     out = runner.invoke(app, ["md", "--model", name, "-w", str(tmp_path), "--steps", "20", "--threads", "1"])
     assert out.exit_code == 0, out.output
     assert "Mo" in out.output and "stable" in out.output.lower(), out.output
+
+
+def test_slab_cv_weight_choice_on_the_real_data(data_dir, tmp_path):
+    """``weight_choice=slab-cv`` on Mo's mlearn training split: each of the 9 training-split slab
+    frames is left out in turn, and its gamma error with the coefficients fitted on all other
+    frames is recomputed here by hand from the total energies (the slab's and its bulk's) for
+    one weight; the weight chosen is the least such RMSE among those with usable forces."""
+    from ase import units
+
+    from surfbench.data.mlearn import load_mlearn_surfaces
+    from surfbench.training.pipeline import slab_frames_of
+    from surfbench.training.protocols import MLEARN_SPLIT, make_folds
+    from surfbench.training.snap import Targets, choose_weight, solve
+    from surfbench.training.splits import frame_key, load_frames
+
+    ds = load_mlearn_surfaces(data_dir, elements=["Mo"], download=False)
+    (fold,) = make_folds(MLEARN_SPLIT, load_frames("mlearn", ["Mo"], data_dir), ds, ["Mo"], echo=lambda _: None)
+    train, valid = fold.split.pool, fold.split.valid
+    slabs = slab_frames_of(fold.split, ds, [*train, *valid])
+    assert len(slabs) == 9 and all(r.record_id.startswith("Mo/train/") for r in slabs.values())
+    rec = {s.id: s for s in ds.surfaces}
+    for s in slabs.values():  # the DFT gamma it is judged against, by hand from the record's energies
+        r = rec[s.record_id]
+        by_hand = (r.energy_ev - len(r.atoms) * r.bulk_energy_per_atom_ev) / (2 * s.area_a2) * units._e * 1e20
+        assert s.dft_gamma_j_per_m2 == pytest.approx(by_hand, rel=1e-12)
+    pf, cf = zuo_files("Mo", False)
+    params = read_parameters(pf, cf, "Mo")
+    cache = RowCache(tmp_path)
+    settings = {"force_weights": [1e-6, 1e-4, 1e-2], "force_tolerance": 1.5, "stress_weight": 1e-2,
+                "weight_choice": "slab-cv"}
+    beta, record = fit_element(params, train, valid, cache, settings, slabs)
+    assert record["weight_choice"] == "slab-cv" and record["n_slab_cv"] == 9
+    trial = record["trials"][0]
+    frames = [*train, *valid]
+    left_out = [f for f in frames if frame_key(f) in slabs]
+    errors = []
+    for left in left_out:
+        rest = [f for f in frames if f is not left]
+        b = solve(cache.rows(params, [f.atoms for f in rest]), [Targets.of(f) for f in rest], 1e-6, 1e-2, record["use_stress"])
+        s = slabs[frame_key(left)]
+        e_slab = float(cache.rows(params, [left.atoms])[0].energy @ b)
+        e_bulk = float(cache.rows(params, [s.bulk])[0].energy @ b) / len(s.bulk)
+        gamma = (e_slab - len(left.atoms) * e_bulk) / (2 * s.area_a2) * units._e * 1e20
+        errors.append(gamma - s.dft_gamma_j_per_m2)
+    assert trial["slab_cv_gamma_rmse_j_per_m2"] == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-6)
+    ok = [t for t in record["trials"]
+          if t["valid_force_rmse_ev_per_a"] <= 1.5 * min(x["valid_force_rmse_ev_per_a"] for x in record["trials"])]
+    best = min(ok, key=lambda t: t["slab_cv_gamma_rmse_j_per_m2"])
+    assert record["force_weight"] == best["force_weight"] == choose_weight(record["trials"], "slab-cv", 1.5)["force_weight"]
+    # the default rule reads the validation energies instead
+    assert choose_weight(record["trials"], "valid-energy", 1.5) == min(ok, key=lambda t: t["valid_energy_rmse_ev_per_atom"])
+    with pytest.raises(TrainingError, match="weight_choice=slab-cv needs at least 2 slab frames .* found 0"):
+        fit_element(params, train, valid, cache, settings, {})
+    with pytest.raises(TrainingError, match="weight_choice='best' is not one of valid-energy, slab-cv"):
+        fit_element(params, train, valid, cache, {**settings, "weight_choice": "best"}, slabs)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ase import Atoms
+
 from surfbench.data.frames import Frame
 
 SCRATCH = "scratch"
@@ -42,6 +44,18 @@ RUNNING = "running"
 
 class TrainingError(RuntimeError):
     """A training run cannot be set up or failed (message names the method and the cause)."""
+
+
+@dataclass(frozen=True)
+class SlabFrame:
+    """A training or validation frame that is the structure of a known slab record: what a fit
+    needs to compute that slab's surface energy with its own model (``weight_choice=slab-cv`` of
+    :mod:`surfbench.training.snap`)."""
+
+    record_id: str
+    area_a2: float  # one face (Angstrom^2)
+    dft_gamma_j_per_m2: float  # the record's DFT surface energy (J/m^2)
+    bulk: Atoms  # the record's bulk structure (the model's bulk energy per atom comes from it)
 
 
 @dataclass
@@ -69,6 +83,10 @@ class TrainJob:
     #: there is none or it is another training's); without it, a checkpoint of the same training
     #: is continued all the same and anything else starts over (:mod:`surfbench.training.epochs`)
     resume: bool = False
+    #: frame key (:func:`surfbench.training.splits.frame_key`) -> :class:`SlabFrame`, for the
+    #: training and validation frames that are slabs of the judged data set's records (none under
+    #: no-surfaces); derived from the frames, hence not part of a training's configuration
+    slab_frames: dict[str, SlabFrame] = field(default_factory=dict)
 
 
 #: settings that only say when an iterative fit stops (its cap, its tolerance, a timeout): a fit

