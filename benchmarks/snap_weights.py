@@ -3,6 +3,7 @@ the weight (issue 26: "the loss weights decide gamma").
 
     python benchmarks/snap_weights.py weights --work DIR [--elements Ni,Cu,Li,Mo,Si,Ge] [--methods snap,qsnap]
     python benchmarks/snap_weights.py rules --work DIR [--methods snap,qsnap] [--protocols mlearn-split,facet-cv]
+                                               [--choices valid-energy,slab-cv]
 
 ``weights``: under ``mlearn-split`` (one split of the given elements together, as ``surfbench
 train -e Ni,Cu,...`` makes it), for each element, method and force weight of the grid: the
@@ -97,7 +98,6 @@ def rules(a: argparse.Namespace) -> None:
     from surfbench.analysis.uncertainty import bootstrap_stats
     from surfbench.store.results import ResultStore
     from surfbench.training.pipeline import train_curve
-    from surfbench.training.snap import WEIGHT_CHOICES
 
     elements = a.elements.split(",")
     print(f"# load {os.getloadavg()[0]:.2f} {time.strftime('%Y-%m-%d %H:%M')}")
@@ -105,7 +105,7 @@ def rules(a: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for method in a.methods.split(","):
         for protocol in a.protocols.split(","):
-            for choice in WEIGHT_CHOICES:
+            for choice in a.choices.split(","):
                 t0 = time.perf_counter()
                 result = train_curve(method, elements=elements, store_dir=a.work, protocol=protocol,
                                      overrides={"weight_choice": choice}, echo=lambda _: None)
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--elements", default=ELEMENTS)
     p.add_argument("--methods", default="snap,qsnap")
     p.add_argument("--protocols", default="mlearn-split,facet-cv")
+    p.add_argument("--choices", default="valid-energy,slab-cv", help="rules: the weight_choice values compared")
     a = p.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     (weights if a.step == "weights" else rules)(a)
